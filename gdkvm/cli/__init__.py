@@ -1,0 +1,1 @@
+"""The `gdkvm` command line: one module per command, thin over library functions."""

@@ -1,0 +1,106 @@
+"""Root Typer app: global options, command registration, and the error boundary."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from gdkvm import __version__
+from gdkvm.cli.common import DEBUG_ENV, debug_enabled, err_console
+
+app = typer.Typer(
+    name="gdkvm",
+    help="Reproduce and benchmark GDKVM (ICCV 2025) echocardiography video segmentation.\n\n"
+    "Typical flow: [bold]gdkvm prepare synthetic[/] -> [bold]gdkvm prepare camus[/] -> "
+    "[bold]gdkvm train --variant full[/] -> [bold]gdkvm evaluate[/] -> [bold]gdkvm report[/].",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# (module, attribute, name): sub-apps mounted with add_typer, single commands with command().
+_SUBAPPS = [("gdkvm.cli.prepare", "prepare_app", "prepare"), ("gdkvm.cli.bench", "bench_app", "bench")]
+_COMMANDS = [
+    ("gdkvm.cli.doctor", "doctor", "doctor"),
+    ("gdkvm.cli.variants", "variants", "variants"),
+    ("gdkvm.cli.train", "train", "train"),
+    ("gdkvm.cli.evaluate", "evaluate", "evaluate"),
+    ("gdkvm.cli.ablate", "ablate", "ablate"),
+    ("gdkvm.cli.report", "report", "report"),
+    ("gdkvm.cli.predict", "predict", "predict"),
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"gdkvm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """gdkvm command line."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def _register() -> None:
+    """Mount every command module that exists; a module still to be written is simply absent."""
+    for module, attr, name in _SUBAPPS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:
+                continue
+            raise
+        app.add_typer(getattr(mod, attr), name=name)
+    for module, attr, name in _COMMANDS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:
+                continue
+            raise
+        app.command(name=name)(getattr(mod, attr))
+
+
+_register()
+
+
+def run() -> None:
+    """Console-script entry point: run the app, turning GdkvmError into one red line and exit 1.
+
+    Typer's standalone mode already maps usage errors to exit code 2 and Ctrl-C to 130; anything else
+    that escapes is a bug or an unexpected input, shown as one line unless ``--debug`` is on.
+    """
+    from gdkvm.errors import GdkvmError
+
+    try:
+        app()
+    except GdkvmError as e:
+        if debug_enabled():
+            raise
+        err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        err_console.print(f"[dim](run with --debug or {DEBUG_ENV}=1 for the traceback)[/]")
+        sys.exit(1)
+    except Exception as e:
+        if debug_enabled():
+            raise
+        err_console.print(f"[bold red]error:[/] {type(e).__name__}: {e}", soft_wrap=True)
+        err_console.print(f"[dim](run with --debug or {DEBUG_ENV}=1 for the traceback)[/]")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

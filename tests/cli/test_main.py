@@ -1,0 +1,62 @@
+"""Root CLI: help, version, doctor, and the one-line error boundary."""
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from gdkvm import __version__
+from gdkvm.cli.main import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "doctor" in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_doctor_reports_versions(tmp_path):
+    import torch
+
+    result = runner.invoke(app, ["doctor", "--data", str(tmp_path), "--no-check-triton"])
+    assert result.exit_code == 0, result.output
+    assert torch.__version__ in result.output
+    assert "prepared camus" in result.output
+
+
+def test_doctor_triton_interpreter_probe():
+    from gdkvm.doctor import _triton_interpreter_works
+
+    ok, msg = _triton_interpreter_works()
+    assert ok, msg
+
+
+def test_domain_error_is_one_line_and_exit_1():
+    code = (
+        "import sys; sys.argv=['gdkvm','boom']\n"
+        "import gdkvm.cli.main as m\n"
+        "from gdkvm.errors import DataError\n"
+        "def boom(): raise DataError('x/y.nii.gz', 'truncated gzip stream')\n"
+        "m.app.command(name='boom')(boom)\n"
+        "m.run()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines[0] == "error: x/y.nii.gz: truncated gzip stream"
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_command_exit_code():
+    proc = subprocess.run(
+        [sys.executable, "-m", "gdkvm.cli.main", "no-such-command"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
