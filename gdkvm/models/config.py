@@ -1,0 +1,137 @@
+"""Typed model configuration and the two size presets, ``paper`` and ``tiny``.
+
+A :class:`ModelConfig` fully describes a GDKVM network: building ``GDKVM(cfg)`` twice gives the same
+architecture, and a checkpoint stores ``to_dict(cfg)`` so the model rebuilds from the file alone.
+Variants (``gdkvm.models.registry``) are presets plus a few overrides (memory rule, KPFF on/off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gdkvm.errors import ConfigError, unknown_name
+
+PRESETS: tuple[str, ...] = ("paper", "tiny")
+
+BackboneName = Literal["resnet18", "resnet50"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and switches of one GDKVM network.
+
+    Channel names follow the paper: ``key_dim`` = Ck, ``value_dim`` = Cv. All maps below the image
+    resolution are at stride 16 (memory, sensory, object transformer), 8 and 4 (decoder skips).
+    """
+
+    # memory
+    memory_rule: str = "gdr"
+    decay_form: Literal["exp", "official"] = "exp"
+    memory_heads: int = 8
+    key_dim: int = 64
+    value_dim: int = 256
+    # encoders
+    key_backbone: BackboneName = "resnet50"
+    key_backbone_width: int = 64
+    value_backbone: BackboneName = "resnet18"
+    value_backbone_width: int = 64
+    freeze_bn: bool = False
+    kpff: bool = True
+    pixel_dim: int = 256
+    sensory_dim: int = 256
+    # object transformer (Cutie's object queries); embed_dim is also the decoder's stride-16 width
+    object_transformer: bool = True
+    embed_dim: int = 256
+    num_queries: int = 16
+    transformer_blocks: int = 3
+    transformer_heads: int = 8
+    transformer_ff_dim: int = 2048
+    # decoder widths at stride 8 and 4
+    decoder_dims: tuple[int, int] = (128, 128)
+    # objects (the left ventricle alone by default)
+    num_objects: int = 1
+
+    def __post_init__(self) -> None:
+        from gdkvm.models.memory import MEMORY_RULES
+
+        object.__setattr__(self, "decoder_dims", tuple(self.decoder_dims))
+
+        if self.memory_rule not in MEMORY_RULES:
+            raise unknown_name("memory rule", self.memory_rule, MEMORY_RULES)
+        if self.decay_form not in ("exp", "official"):
+            raise ConfigError(f"model config: decay_form {self.decay_form!r} is not one of ['exp', 'official']")
+        for name in ("key_backbone", "value_backbone"):
+            if getattr(self, name) not in ("resnet18", "resnet50"):
+                raise ConfigError(
+                    f"model config: {name} {getattr(self, name)!r} is not one of ['resnet18', 'resnet50']"
+                )
+        positive = (
+            "memory_heads key_dim value_dim key_backbone_width value_backbone_width pixel_dim "
+            "sensory_dim embed_dim num_queries transformer_heads transformer_ff_dim num_objects"
+        ).split()
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model config: {name} must be a positive integer, got {value!r}")
+        if self.transformer_blocks < 0:
+            raise ConfigError(f"model config: transformer_blocks must be >= 0, got {self.transformer_blocks}")
+        if len(self.decoder_dims) != 2 or any(d < 1 for d in self.decoder_dims):
+            raise ConfigError(f"model config: decoder_dims must be two positive widths, got {self.decoder_dims}")
+        if self.value_dim % self.memory_heads:
+            raise ConfigError(
+                f"model config: value_dim {self.value_dim} must be divisible by memory_heads {self.memory_heads}"
+            )
+        if self.object_transformer:
+            if self.embed_dim % self.transformer_heads:
+                raise ConfigError(
+                    f"model config: embed_dim {self.embed_dim} must be divisible by "
+                    f"transformer_heads {self.transformer_heads}"
+                )
+            if self.num_queries % 2:
+                raise ConfigError(
+                    f"model config: num_queries must be even (half foreground, half background), "
+                    f"got {self.num_queries}"
+                )
+
+    def replace(self, **overrides: Any) -> ModelConfig:
+        """A copy with ``overrides`` applied; an unknown field name is a one-line ConfigError."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(f"model config: unknown field(s) {unknown}; valid: {sorted(names)}")
+        return dataclasses.replace(self, **overrides)
+
+
+def paper_config() -> ModelConfig:
+    """The paper's sizes (Cutie-base widths): ResNet-50 keys (Ck=64), ResNet-18 values (Cv=256)."""
+    return ModelConfig()
+
+
+def tiny_config() -> ModelConfig:
+    """Narrow widths for CPU tests and the demo (well under 2M parameters)."""
+    return ModelConfig(
+        memory_heads=4,
+        key_dim=16,
+        value_dim=32,
+        key_backbone_width=16,
+        value_backbone_width=8,
+        pixel_dim=32,
+        sensory_dim=32,
+        embed_dim=32,
+        num_queries=8,
+        transformer_blocks=1,
+        transformer_heads=4,
+        transformer_ff_dim=64,
+        decoder_dims=(16, 16),
+    )
+
+
+def preset_config(preset: str) -> ModelConfig:
+    """The config of a named preset (``paper`` or ``tiny``); an unknown name lists the valid ones."""
+    if preset == "paper":
+        return paper_config()
+    if preset == "tiny":
+        return tiny_config()
+    raise unknown_name("preset", preset, PRESETS)

@@ -1,0 +1,368 @@
+"""The GDKVM network as stages, a clip-level wrapper for training and a streaming stepper for inference.
+
+Per frame t (read before write):
+
+1. ``encode_image``: key encoder (ResNet-50 to stride 16) -> pixel features F_Pix (Cp) and local keys
+   F_K (Ck) -> optional KPFF -> keys K_t made non-negative by a softmax over channels per pixel;
+   stride-8/4 features are kept as decoder skips.
+2. ``read``: the memory readout of S_{t-1} for K_t, one state per (clip, object).
+3. ``segment``: readout + sensory state + last mask -> pixel fuser -> object transformer -> decoder
+   -> per-object logits, soft aggregation into (B, O + 1, H, W) logits (background first); the
+   decoder also updates the sensory state.
+4. ``encode_value``: value encoder on image + the frame's predicted (or prompted) mask -> values V_t;
+   updates the sensory state and the object summaries.
+5. ``write``: S_t = rule(S_{t-1}, K_t, V_t).
+
+The first frame is segmented from an empty memory unless a prompt mask is given, in which case its
+logits are the prompt's soft-aggregated log-odds and its values are encoded from the prompt.
+``GDKVM.forward`` (the clip wrapper) encodes every frame's image in one batched key-encoder call and
+then runs the recurrence; :class:`Stepper` encodes one frame per call. Both share ``advance``, so
+training and streaming inference cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gdkvm.errors import GdkvmError
+from gdkvm.models.backbone import ResNetTrunk
+from gdkvm.models.config import ModelConfig
+from gdkvm.models.kpff import KPFF
+from gdkvm.models.memory import build_memory
+from gdkvm.models.modules import MaskDecoder, PixelFuser, ValueEncoder, soft_aggregate
+from gdkvm.models.transformer import ObjectSummarizer, ObjectTransformer
+
+STRIDE = 16
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ImageFeatures:
+    """Everything ``encode_image`` derives from a batch of frames (leading dimension B).
+
+    image (B, 3, H, W) normalised; f4 (B, C4, H/4, W/4), f8 (B, C8, H/8, W/8) skips; pix (B, Cp, h, w)
+    pixel features; key (B, Ck, h, w) non-negative keys summing to 1 over channels at every pixel.
+    """
+
+    image: Tensor
+    f4: Tensor
+    f8: Tensor
+    pix: Tensor
+    key: Tensor
+
+    def frame(self, t: int, batch: int) -> ImageFeatures:
+        """Features of frame ``t`` from features computed for (batch * T) frames in clip order."""
+        def pick(x: Tensor) -> Tensor:
+            return x.view(batch, -1, *x.shape[1:])[:, t]
+
+        return ImageFeatures(*(pick(getattr(self, f)) for f in ("image", "f4", "f8", "pix", "key")))
+
+
+@dataclass
+class RecurrentState:
+    """The whole state carried from frame to frame (constant size for every rule but softmax).
+
+    memory: the memory rule's state (batch B * O); sensory (B, O, Cs, h, w); last_mask (B, O, h, w)
+    the previous frame's object probabilities at stride 16; obj_memory (B, O, Q, E + 1) running sums
+    of object summaries (None without the object transformer); frames: frames seen so far.
+    """
+
+    memory: dict[str, Tensor]
+    sensory: Tensor
+    last_mask: Tensor
+    obj_memory: Tensor | None
+    frames: int = 0
+
+
+def check_clip(clip: object) -> None:
+    """Raise a one-line GdkvmError unless ``clip`` is a float tensor (B, T, 1, H, W) with H, W % 16 == 0."""
+    expected = "expected a float tensor of shape (B, T, 1, H, W) with H and W divisible by 16"
+    if not isinstance(clip, Tensor):
+        raise GdkvmError(f"clip: {expected}, got {type(clip).__name__}")
+    if clip.ndim != 5 or clip.shape[2] != 1 or 0 in clip.shape:
+        raise GdkvmError(f"clip: {expected}, got shape {tuple(clip.shape)}")
+    if not clip.is_floating_point():
+        raise GdkvmError(f"clip: {expected}, got dtype {clip.dtype}")
+    if clip.shape[-2] % STRIDE or clip.shape[-1] % STRIDE:
+        raise GdkvmError(f"clip: {expected}, got H x W = {clip.shape[-2]} x {clip.shape[-1]}")
+
+
+def check_frame(frame: object) -> None:
+    """Raise a one-line GdkvmError unless ``frame`` is a float tensor (B, 1, H, W) with H, W % 16 == 0."""
+    expected = "expected a float tensor of shape (B, 1, H, W) with H and W divisible by 16"
+    if not isinstance(frame, Tensor):
+        raise GdkvmError(f"frame: {expected}, got {type(frame).__name__}")
+    if frame.ndim != 4 or frame.shape[1] != 1 or 0 in frame.shape:
+        raise GdkvmError(f"frame: {expected}, got shape {tuple(frame.shape)}")
+    if not frame.is_floating_point():
+        raise GdkvmError(f"frame: {expected}, got dtype {frame.dtype}")
+    if frame.shape[-2] % STRIDE or frame.shape[-1] % STRIDE:
+        raise GdkvmError(f"frame: {expected}, got H x W = {frame.shape[-2]} x {frame.shape[-1]}")
+
+
+def prompt_masks(mask: object, batch: int, num_objects: int, size: tuple[int, int], dtype: torch.dtype) -> Tensor:
+    """Normalise a first-frame prompt to object probabilities (B, O, H, W) in [0, 1].
+
+    Accepted: a float/bool tensor (B, O, H, W) of per-object masks in [0, 1], or an integer label map
+    (B, H, W) with 0 = background and 1..O the objects.
+    """
+    shape_txt = f"(B={batch}, O={num_objects}, H={size[0]}, W={size[1]}) masks or a (B, H, W) label map"
+    if not isinstance(mask, Tensor):
+        raise GdkvmError(f"first_frame_mask: expected a tensor {shape_txt}, got {type(mask).__name__}")
+    if mask.ndim == 3 and not mask.is_floating_point() and mask.dtype != torch.bool:
+        if tuple(mask.shape) != (batch, *size):
+            raise GdkvmError(f"first_frame_mask: expected {shape_txt}, got shape {tuple(mask.shape)}")
+        if int(mask.min()) < 0 or int(mask.max()) > num_objects:
+            raise GdkvmError(f"first_frame_mask: labels must be in 0..{num_objects}, got "
+                             f"{int(mask.min())}..{int(mask.max())}")
+        labels = torch.arange(1, num_objects + 1, device=mask.device).view(1, -1, 1, 1)
+        return (mask.unsqueeze(1) == labels).to(dtype)
+    if tuple(mask.shape) != (batch, num_objects, *size):
+        raise GdkvmError(f"first_frame_mask: expected {shape_txt}, got shape {tuple(mask.shape)}")
+    mask = mask.to(dtype)
+    if mask.numel() and (float(mask.min()) < 0 or float(mask.max()) > 1):
+        raise GdkvmError("first_frame_mask: mask values must lie in [0, 1]")
+    return mask
+
+
+class GDKVM(nn.Module):
+    """GDKVM: a linear key-value memory network for echocardiography video segmentation.
+
+    Args:
+        config: the architecture (see :class:`gdkvm.models.config.ModelConfig`).
+        variant: the registry name it was built as (recorded in checkpoints), if any.
+
+    ``model(clip)`` with clip (B, T, 1, H, W), float in [0, 1], H and W divisible by 16, returns logits
+    (B, T, O + 1, H, W), channel 0 being the background; ``model.stepper()`` streams frames.
+    """
+
+    def __init__(self, config: ModelConfig, variant: str | None = None):
+        super().__init__()
+        self.config = config
+        self.variant = variant
+        cfg = config
+        self.num_objects = cfg.num_objects
+        self.key_encoder = ResNetTrunk(cfg.key_backbone, in_channels=3, width=cfg.key_backbone_width,
+                                       freeze_bn=cfg.freeze_bn)
+        c4, c8, c16 = self.key_encoder.out_channels
+        self.pix_proj = nn.Conv2d(c16, cfg.pixel_dim, kernel_size=1)
+        self.key_proj = nn.Conv2d(cfg.pixel_dim, cfg.key_dim, kernel_size=3, padding=1)
+        nn.init.orthogonal_(self.key_proj.weight)
+        nn.init.zeros_(self.key_proj.bias)
+        self.kpff = KPFF(cfg.key_dim, cfg.pixel_dim) if cfg.kpff else None
+        self.value_encoder = ValueEncoder(cfg.value_backbone, cfg.value_backbone_width, cfg.pixel_dim,
+                                          cfg.value_dim, cfg.sensory_dim, freeze_bn=cfg.freeze_bn)
+        self.memory = build_memory(cfg.memory_rule, cfg.key_dim, cfg.value_dim, heads=cfg.memory_heads,
+                                   decay_form=cfg.decay_form)
+        self.pixel_fuser = PixelFuser(cfg.pixel_dim, cfg.value_dim, cfg.sensory_dim, cfg.embed_dim)
+        if cfg.object_transformer:
+            self.object_summarizer: ObjectSummarizer | None = ObjectSummarizer(
+                cfg.value_dim, cfg.embed_dim, cfg.num_queries)
+            self.object_transformer: ObjectTransformer | None = ObjectTransformer(
+                cfg.embed_dim, cfg.num_queries, cfg.transformer_blocks, cfg.transformer_heads,
+                cfg.transformer_ff_dim)
+        else:
+            self.object_summarizer = None
+            self.object_transformer = None
+        self.decoder = MaskDecoder(cfg.embed_dim, (c8, c4), cfg.decoder_dims, cfg.sensory_dim)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ stages
+    def encode_image(self, image: Tensor) -> ImageFeatures:
+        """Gray frames (B, 1, H, W) in [0, 1] -> :class:`ImageFeatures` (keys, pixel features, skips)."""
+        image = (image.expand(-1, 3, -1, -1) - self.pixel_mean) / self.pixel_std
+        f4, f8, f16 = self.key_encoder(image)
+        pix = self.pix_proj(f16)
+        key_feat = self.key_proj(pix)
+        if self.kpff is not None:
+            key_feat = self.kpff(key_feat, pix)
+        key = torch.softmax(key_feat, dim=1)
+        return ImageFeatures(image=image, f4=f4, f8=f8, pix=pix, key=key)
+
+    def encode_value(self, feats: ImageFeatures, sensory: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Values of one frame from its image and object masks (B, O, H, W).
+
+        Returns values (B, O, Cv, h, w), the new sensory state (B, O, Cs, h, w) and this frame's object
+        summaries (B, O, Q, E + 1) (None without the object transformer).
+        """
+        value, sensory = self.value_encoder(feats.image, feats.pix, sensory, masks)
+        summary = self.object_summarizer(masks, value) if self.object_summarizer is not None else None
+        return value, sensory, summary
+
+    def read(self, memory_state: dict[str, Tensor], key: Tensor) -> Tensor:
+        """Memory readout for query keys (B, Ck, h, w) -> (B, O, Cv, h, w); the keys are shared by objects."""
+        b, ck, h, w = key.shape
+        o = self.num_objects
+        query = key.flatten(2).transpose(1, 2).unsqueeze(1).expand(b, o, h * w, ck).reshape(b * o, h * w, ck)
+        out = self.memory.read(memory_state, query)  # (B*O, N, Cv)
+        return out.transpose(1, 2).reshape(b, o, -1, h, w)
+
+    def write(self, memory_state: dict[str, Tensor], key: Tensor, value: Tensor) -> dict[str, Tensor]:
+        """Write keys (B, Ck, h, w) and values (B, O, Cv, h, w) into the memory; returns the new state."""
+        b, ck, h, w = key.shape
+        o = value.shape[1]
+        k = key.flatten(2).transpose(1, 2).unsqueeze(1).expand(b, o, h * w, ck).reshape(b * o, h * w, ck)
+        v = value.flatten(3).transpose(2, 3).reshape(b * o, h * w, -1)
+        return self.memory.write(memory_state, k, v)
+
+    def segment(self, feats: ImageFeatures, readout: Tensor, sensory: Tensor, last_mask: Tensor,
+                obj_memory: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Decode one frame.
+
+        readout (B, O, Cv, h, w), sensory (B, O, Cs, h, w), last_mask (B, O, h, w), obj_memory
+        (B, O, Q, E + 1) -> logits (B, O + 1, H, W), probabilities (B, O + 1, H, W) (softmax of the
+        logits) and the decoder-updated sensory state.
+        """
+        fused = self.pixel_fuser(feats.pix, readout, sensory, last_mask)
+        if self.object_transformer is not None:
+            assert obj_memory is not None
+            fused = self.object_transformer(fused, obj_memory)
+        obj_logits, sensory = self.decoder(fused, feats.f8, feats.f4, sensory)  # (B, O, H/4, W/4)
+        # the aggregation clamps probabilities at 1e-7: at least fp32, also under autocast
+        with torch.autocast(device_type=obj_logits.device.type, enabled=False):
+            obj_logits = obj_logits.to(torch.promote_types(obj_logits.dtype, torch.float32))
+            logits = soft_aggregate(torch.sigmoid(obj_logits))
+            logits = F.interpolate(logits, size=feats.image.shape[-2:], mode="bilinear", align_corners=False)
+            prob = torch.softmax(logits, dim=1)
+        return logits, prob, sensory
+
+    # ------------------------------------------------------------------ recurrence
+    def init_state(self, batch: int, grid: tuple[int, int], device: torch.device, dtype: torch.dtype) -> RecurrentState:
+        """The state before the first frame: empty memory, zero sensory state, no last mask.
+
+        The state is kept in at least fp32 (``dtype`` is promoted), also when the frames run under autocast.
+        """
+        o, (h, w) = self.num_objects, grid
+        dtype = torch.promote_types(dtype, torch.float32)
+        obj_memory = None
+        if self.object_summarizer is not None:
+            obj_memory = torch.zeros(batch, o, self.config.num_queries, self.config.embed_dim + 1,
+                                     device=device, dtype=dtype)
+        return RecurrentState(
+            memory=self.memory.init_state(batch * o, device, dtype),
+            sensory=torch.zeros(batch, o, self.config.sensory_dim, h, w, device=device, dtype=dtype),
+            last_mask=torch.zeros(batch, o, h, w, device=device, dtype=dtype),
+            obj_memory=obj_memory,
+        )
+
+    def advance(self, state: RecurrentState, feats: ImageFeatures, prompt: Tensor | None = None,
+                update_memory: bool = True) -> tuple[Tensor, RecurrentState]:
+        """One frame of the recurrence: read, segment, encode the value, write.
+
+        ``prompt`` (B, O, H, W) replaces the segmentation by a given mask (first-frame prompt).
+        ``update_memory=False`` skips the value encoding and the write (the clip's last frame).
+        Returns the frame's logits (B, O + 1, H, W) and the next state.
+        """
+        sensory = state.sensory
+        if prompt is None:
+            readout = self.read(state.memory, feats.key)
+            logits, prob, sensory = self.segment(feats, readout, sensory, state.last_mask, state.obj_memory)
+            masks = prob[:, 1:]
+        else:
+            masks = prompt
+            logits = soft_aggregate(prompt.to(torch.promote_types(prompt.dtype, torch.float32)))
+        # the carried tensors keep the dtypes they started with (autocast may return half precision)
+        sensory = sensory.to(state.sensory.dtype)
+        if not update_memory:
+            return logits, replace(state, sensory=sensory, frames=state.frames + 1)
+        masks = masks.to(feats.pix.dtype)
+        value, sensory, summary = self.encode_value(feats, sensory, masks)
+        obj_memory = state.obj_memory
+        if summary is not None and obj_memory is not None:
+            obj_memory = obj_memory + summary.to(obj_memory.dtype)
+        return logits, RecurrentState(
+            memory=self.write(state.memory, feats.key, value),
+            sensory=sensory.to(state.sensory.dtype),
+            last_mask=F.interpolate(masks, size=feats.key.shape[-2:], mode="area").to(state.last_mask.dtype),
+            obj_memory=obj_memory,
+            frames=state.frames + 1,
+        )
+
+    def forward(self, clip: Tensor, first_frame_mask: Tensor | None = None) -> Tensor:
+        """Clip wrapper: clip (B, T, 1, H, W) -> logits (B, T, O + 1, H, W).
+
+        All T frames go through the key encoder in one batched call; then the recurrence runs frame by
+        frame. ``first_frame_mask`` (B, O, H, W) in [0, 1] or a (B, H, W) label map prompts frame 0.
+        """
+        check_clip(clip)
+        dtype = self.pixel_mean.dtype
+        clip = clip.to(device=self.pixel_mean.device, dtype=dtype)
+        b, t, _, h, w = clip.shape
+        prompt = None
+        if first_frame_mask is not None:
+            prompt = prompt_masks(first_frame_mask, b, self.num_objects, (h, w), dtype).to(clip.device)
+        all_feats = self.encode_image(clip.flatten(0, 1))
+        state = self.init_state(b, (h // STRIDE, w // STRIDE), clip.device, all_feats.key.dtype)
+        outputs = []
+        for i in range(t):
+            logits, state = self.advance(state, all_feats.frame(i, b), prompt if i == 0 else None,
+                                         update_memory=i < t - 1)
+            outputs.append(logits)
+        return torch.stack(outputs, dim=1)
+
+    def stepper(self) -> Stepper:
+        """A fresh streaming stepper over this model (see :class:`Stepper`)."""
+        return Stepper(self)
+
+    def state_bytes(self, state: RecurrentState) -> int:
+        """Bytes held by a recurrent state (memory rule state + sensory + last mask + object memory)."""
+        extra = [state.sensory, state.last_mask] + ([state.obj_memory] if state.obj_memory is not None else [])
+        return self.memory.state_bytes(state.memory) + sum(x.numel() * x.element_size() for x in extra)
+
+
+class Stepper:
+    """Streaming inference: ``step(frame) -> logits`` one frame at a time, carrying a :class:`RecurrentState`.
+
+    The state's size does not grow with the number of frames for every memory rule except ``softmax``.
+    Gradient mode is left to the caller (wrap in ``torch.no_grad()`` for inference).
+    """
+
+    def __init__(self, model: GDKVM):
+        self.model = model
+        self.state: RecurrentState | None = None
+        self._size: tuple[int, int, int] | None = None
+
+    def reset(self) -> None:
+        """Forget everything: the next frame is a first frame."""
+        self.state = None
+        self._size = None
+
+    @property
+    def frames(self) -> int:
+        """Frames processed since the last reset."""
+        return 0 if self.state is None else self.state.frames
+
+    def step(self, frame: Tensor, first_frame_mask: Tensor | None = None) -> Tensor:
+        """frame (B, 1, H, W) float in [0, 1] -> logits (B, O + 1, H, W) (channel 0 = background).
+
+        ``first_frame_mask`` (B, O, H, W) in [0, 1] or a (B, H, W) label map, only on the first frame.
+        """
+        check_frame(frame)
+        model = self.model
+        dtype = model.pixel_mean.dtype
+        frame = frame.to(device=model.pixel_mean.device, dtype=dtype)
+        b, _, h, w = frame.shape
+        if self.state is not None and self._size != (b, h, w):
+            raise GdkvmError(f"frame: expected shape ({self._size[0]}, 1, {self._size[1]}, {self._size[2]}) "
+                             f"like the previous frames, got {tuple(frame.shape)}")
+        if first_frame_mask is not None and self.state is not None:
+            raise GdkvmError("first_frame_mask: only allowed on the first frame (call reset() first)")
+        prompt = None
+        if first_frame_mask is not None:
+            prompt = prompt_masks(first_frame_mask, b, model.num_objects, (h, w), dtype).to(frame.device)
+        feats = model.encode_image(frame)
+        if self.state is None:
+            self.state = model.init_state(b, (h // STRIDE, w // STRIDE), frame.device, feats.key.dtype)
+            self._size = (b, h, w)
+        logits, self.state = model.advance(self.state, feats, prompt)
+        return logits
+
+    def state_bytes(self) -> int:
+        """Bytes of the carried state (0 before the first frame)."""
+        return 0 if self.state is None else self.model.state_bytes(self.state)

@@ -1,0 +1,478 @@
+"""Memory rules of GDKVM behind one interface: ``init_state``, ``read``, ``write`` (+ fused ``write_read``).
+
+Shapes (B = batch x objects, N = H*W pixels of one frame, Ck key channels, Cv value channels, H heads,
+Dv = Cv / H):
+
+* ``key`` / ``query``: ``[B, N, Ck]`` (softmax over channels per pixel upstream; only the linear
+  normalised readout relies on non-negative keys, and gka L2-normalises them itself);
+* ``value`` and every readout: ``[B, N, Cv]``, head h owning channels ``h*Dv .. (h+1)*Dv - 1``;
+* states are dicts of tensors. The GDR family keeps ``S: [B, H, Ck, Dv]`` (the transpose of the paper's
+  ``Cv x Ck`` state, split into value heads); gka keeps ``H: [B, H, Ck, Ck]`` and ``M: [B, H, Ck, Dv]``;
+  softmax keeps every ``K: [B, T*N, Ck]`` and ``V: [B, T*N, Cv]``.
+
+Order of use per frame t: ``read(state_{t-1}, q_t)``, segment, then ``state_t = write(state_{t-1}, k_t,
+v_t)``. ``write_read(state_{t-1}, k_t, v_t, q_{t+1})`` returns ``(read(state_t, q_{t+1}), state_t)`` in
+one fused call. The math of every rule is in ``docs/memory.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gdkvm import kernels
+from gdkvm.errors import ConfigError, unknown_name
+from gdkvm.kernels.reference import KernelInputError
+from gdkvm.models.memory_gates import FrameGates, StateGates, check_decay_form
+
+MEMORY_RULES: tuple[str, ...] = ("linear", "delta", "gdr", "gdr-wo-alpha", "gdr-wo-beta", "gka", "softmax")
+
+State = dict[str, Tensor]
+GateOverride = Callable[[Tensor], tuple[Tensor | None, Tensor | None]]
+
+
+class MemoryInputError(KernelInputError):
+    """A key, value or query given to a memory rule has the wrong shape."""
+
+
+class MemoryRule(nn.Module):
+    """Base class: a memory state plus read and write.
+
+    Args:
+        key_dim: Ck. value_dim: Cv (a multiple of ``heads``). heads: value heads H (gate granularity).
+        decay_form: ``"exp"`` (decay in (0, 1)) or ``"official"`` (the released code's negative
+            log-gate used as a multiplier); ignored by rules without a decay gate.
+        **kwargs: rule-specific options (see each rule); unknown ones raise ConfigError.
+    """
+
+    name: ClassVar[str] = ""
+    constant_state: ClassVar[bool] = True
+
+    def __init__(self, key_dim: int, value_dim: int, heads: int = 8, decay_form: str = "exp", **kwargs: Any):
+        super().__init__()
+        if kwargs:
+            raise ConfigError(f"memory rule '{self.name}': unknown option(s) {sorted(kwargs)}")
+        for label, v in (("key_dim", key_dim), ("value_dim", value_dim), ("heads", heads)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"memory rule '{self.name}': {label} must be a positive integer, got {v!r}")
+        if value_dim % heads:
+            raise ConfigError(
+                f"memory rule '{self.name}': value_dim {value_dim} is not divisible by heads {heads}"
+            )
+        self.key_dim = key_dim
+        self.value_dim = value_dim
+        self.heads = heads
+        self.head_dim = value_dim // heads
+        self.decay_form = check_decay_form(decay_form)
+        self.last_gate_stats: dict[str, Tensor] = {}
+
+    # -- interface -----------------------------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> State:
+        """The empty memory for ``batch`` sequences (reads from it return zeros).
+
+        Recurrent states (every rule but softmax) are kept in at least fp32: a bf16/fp16 ``dtype`` is
+        promoted, so the state does not accumulate rounding error over frames under AMP. Readouts have
+        the state's dtype.
+        """
+        raise NotImplementedError
+
+    def read(self, state: State, query: Tensor) -> Tensor:
+        """``query [B, N, Ck]`` -> readout ``[B, N, Cv]`` from ``state`` (not modified)."""
+        raise NotImplementedError
+
+    def write(self, state: State, key: Tensor, value: Tensor) -> State:
+        """Write one frame (``key [B, N, Ck]``, ``value [B, N, Cv]``); returns a new state dict."""
+        raise NotImplementedError
+
+    def write_read(
+        self, state: State, key: Tensor, value: Tensor, next_query: Tensor
+    ) -> tuple[Tensor, State]:
+        """Fused ``write`` then ``read``: ``(read(new_state, next_query), new_state)``.
+
+        In the streaming loop: the write of frame t fused with the readout of frame t+1.
+        """
+        new_state = self.write(state, key, value)
+        return self.read(new_state, next_query), new_state
+
+    def state_bytes(self, state: State) -> int:
+        """Bytes held by the state's tensors."""
+        return sum(t.numel() * t.element_size() for t in state.values())
+
+    def extra_repr(self) -> str:
+        return f"name={self.name}, key_dim={self.key_dim}, value_dim={self.value_dim}, heads={self.heads}"
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _check(self, t: Tensor, what: str, channels: int, batch: int) -> None:
+        if t.dim() != 3 or t.shape[0] != batch or t.shape[2] != channels:
+            raise MemoryInputError(
+                f"memory rule '{self.name}': {what} has shape {tuple(t.shape)}, expected [{batch}, N, {channels}]"
+            )
+
+    def _check_kv(self, key: Tensor, value: Tensor, batch: int) -> None:
+        self._check(key, "key", self.key_dim, batch)
+        self._check(value, "value", self.value_dim, batch)
+        if key.shape[1] != value.shape[1]:
+            raise MemoryInputError(
+                f"memory rule '{self.name}': key has {key.shape[1]} pixels but value has {value.shape[1]}"
+            )
+
+
+def _gate_stats(alpha: Tensor | None, beta: Tensor | None) -> dict[str, Tensor]:
+    stats: dict[str, Tensor] = {}
+    for label, gate in (("alpha", alpha), ("beta", beta)):
+        if gate is None:
+            continue
+        g = gate.detach()
+        stats[label] = g.squeeze(-1) if g.dim() == 4 and g.shape[-1] == 1 else g
+        stats[f"{label}_mean"] = g.float().mean()
+    return stats
+
+
+class _GatedDeltaFamily(MemoryRule):
+    """Shared code of linear, delta, gdr and its ablations: ``S_t = step(S_{t-1}, K_t, V_t, alpha, beta)``.
+
+    Attribute ``gate_override`` (default None): a callable ``S_{t-1} [B, H, Ck, Dv] -> (alpha, beta)``
+    replacing the learned gates (None entries mean 1); used by tests and analyses.
+    """
+
+    use_alpha: ClassVar[bool] = False
+    use_beta: ClassVar[bool] = False
+    erase: ClassVar[bool] = True
+
+    def __init__(self, key_dim: int, value_dim: int, heads: int = 8, decay_form: str = "exp", **kwargs: Any):
+        super().__init__(key_dim, value_dim, heads, decay_form, **kwargs)
+        self.gates: StateGates | None = None
+        if self.use_alpha or self.use_beta:
+            self.gates = StateGates(
+                value_dim, heads, use_alpha=self.use_alpha, use_beta=self.use_beta, decay_form=decay_form
+            )
+        self.gate_override: GateOverride | None = None
+
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> State:
+        # a recurrent state never accumulates in half precision
+        dt = torch.promote_types(dtype, torch.float32)
+        return {"S": torch.zeros(batch, self.heads, self.key_dim, self.head_dim, device=device, dtype=dt)}
+
+    def gate_maps(self, prev: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """``(alpha, beta)`` for the write from ``S_{t-1}``: ``[B, H, Ck, 1]`` each, or None (= 1)."""
+        if self.gate_override is not None:
+            return self.gate_override(prev)
+        if self.gates is None:
+            return None, None
+        return self.gates(prev)
+
+    def read(self, state: State, query: Tensor) -> Tensor:
+        s = state["S"]
+        self._check(query, "query", self.key_dim, s.shape[0])
+        return kernels.gdr_read(s, query)
+
+    def _step(
+        self, state: State, key: Tensor, value: Tensor, query: Tensor | None
+    ) -> tuple[Tensor | None, Tensor]:
+        s = state["S"]
+        self._check_kv(key, value, s.shape[0])
+        if query is not None:
+            self._check(query, "query", self.key_dim, s.shape[0])
+        alpha, beta = self.gate_maps(s)
+        self.last_gate_stats = _gate_stats(alpha, beta)
+        return kernels.gdr_step(s, key, value, query, alpha, beta, erase=self.erase)
+
+    def write(self, state: State, key: Tensor, value: Tensor) -> State:
+        return {"S": self._step(state, key, value, None)[1]}
+
+    def write_read(
+        self, state: State, key: Tensor, value: Tensor, next_query: Tensor
+    ) -> tuple[Tensor, State]:
+        readout, new_s = self._step(state, key, value, next_query)
+        assert readout is not None
+        return readout, {"S": new_s}
+
+
+class LinearMemory(_GatedDeltaFamily):
+    """``linear`` (paper Eq. 3, Table 4 baseline): ``S_t = S_{t-1} + K_t^T V_t``, ``O = Q S``.
+
+    Option ``normalize=True`` gives Eq. 2's normalised readout ``O = Q S / (Q z + eps)`` with
+    ``z_t = z_{t-1} + sum_n k_n`` (stored as ``z: [B, Ck]``; meaningful for non-negative keys).
+    """
+
+    name = "linear"
+    erase = False
+
+    def __init__(
+        self,
+        key_dim: int,
+        value_dim: int,
+        heads: int = 8,
+        decay_form: str = "exp",
+        *,
+        normalize: bool = False,
+        eps: float = 1e-6,
+        **kwargs: Any,
+    ):
+        super().__init__(key_dim, value_dim, heads, decay_form, **kwargs)
+        self.normalize = bool(normalize)
+        self.eps = eps
+
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> State:
+        state = super().init_state(batch, device, dtype)
+        if self.normalize:
+            state["z"] = torch.zeros(batch, self.key_dim, device=device, dtype=state["S"].dtype)
+        return state
+
+    def _normalise(self, readout: Tensor, z: Tensor, query: Tensor) -> Tensor:
+        denom = torch.einsum("bnk,bk->bn", query.to(z.dtype), z) + self.eps
+        return readout / denom.unsqueeze(-1)
+
+    def read(self, state: State, query: Tensor) -> Tensor:
+        out = super().read(state, query)
+        return self._normalise(out, state["z"], query) if self.normalize else out
+
+    def write(self, state: State, key: Tensor, value: Tensor) -> State:
+        new_state = super().write(state, key, value)
+        if self.normalize:
+            new_state["z"] = state["z"] + key.to(state["z"].dtype).sum(dim=1)
+        return new_state
+
+    def write_read(
+        self, state: State, key: Tensor, value: Tensor, next_query: Tensor
+    ) -> tuple[Tensor, State]:
+        readout, new_state = super().write_read(state, key, value, next_query)
+        if self.normalize:
+            new_state["z"] = state["z"] + key.to(state["z"].dtype).sum(dim=1)
+            readout = self._normalise(readout, new_state["z"], next_query)
+        return readout, new_state
+
+
+class DeltaMemory(_GatedDeltaFamily):
+    """``delta`` (Table 4 sanity check): ``S_t = S_{t-1} - K_t^T (K_t S_{t-1}) + K_t^T V_t``."""
+
+    name = "delta"
+
+
+class GatedDeltaMemory(_GatedDeltaFamily):
+    """``gdr`` (paper Eq. 5): ``S_t = alpha * (S_{t-1} - beta * K_t^T K_t S_{t-1}) + beta * K_t^T V_t``."""
+
+    name = "gdr"
+    use_alpha = True
+    use_beta = True
+
+
+class GatedDeltaNoAlphaMemory(_GatedDeltaFamily):
+    """``gdr-wo-alpha`` (Table 4): ``S_t = S_{t-1} - beta * K_t^T K_t S_{t-1} + beta * K_t^T V_t``."""
+
+    name = "gdr-wo-alpha"
+    use_beta = True
+
+
+class GatedDeltaNoBetaMemory(_GatedDeltaFamily):
+    """``gdr-wo-beta`` (Table 4): ``S_t = alpha * S_{t-1} + K_t^T V_t`` (no erase term)."""
+
+    name = "gdr-wo-beta"
+    use_alpha = True
+    erase = False
+
+
+class KalmanMemory(MemoryRule):
+    """``gka``: gated-KalmaNet block ridge regression over all past frames (gka.md §5).
+
+    ``H_t = gamma_t H_{t-1} + K^T W K``, ``M_t = gamma_t M_{t-1} + K^T W V`` per head; read
+    ``O = s (Q + alpha (Q A^-1 - Q)) M`` with ``A = H + a ||H||_F I``. Keys and queries are
+    L2-normalised per pixel inside ``read`` / ``write``. Gates: :class:`FrameGates`.
+
+    Options: ``ridge`` (a, 0.02), ``scale`` (s, default ``Ck ** -0.5``), ``eps`` (1e-6: norm floor,
+    beta offset, L2 eps), ``mix_bias_init`` (2.0). Only ``decay_form="exp"`` is valid (H must stay PSD).
+    The state is kept in at least fp32.
+    """
+
+    name = "gka"
+
+    def __init__(
+        self,
+        key_dim: int,
+        value_dim: int,
+        heads: int = 8,
+        decay_form: str = "exp",
+        *,
+        ridge: float = 0.02,
+        scale: float | None = None,
+        eps: float = 1e-6,
+        mix_bias_init: float = 2.0,
+        **kwargs: Any,
+    ):
+        super().__init__(key_dim, value_dim, heads, decay_form, **kwargs)
+        if decay_form != "exp":
+            raise ConfigError(f"memory rule 'gka': decay_form '{decay_form}' is not supported (only 'exp')")
+        if not ridge > 0:
+            raise ConfigError(f"memory rule 'gka': ridge must be > 0, got {ridge!r}")
+        self.ridge = float(ridge)
+        self.scale = key_dim**-0.5 if scale is None else float(scale)
+        self.eps = float(eps)
+        self.gates = FrameGates(key_dim, value_dim, heads, eps=eps, mix_bias_init=mix_bias_init)
+
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> State:
+        dt = torch.promote_types(dtype, torch.float32)
+        h, ck = self.heads, self.key_dim
+        return {
+            "H": torch.zeros(batch, h, ck, ck, device=device, dtype=dt),
+            "M": torch.zeros(batch, h, ck, self.head_dim, device=device, dtype=dt),
+        }
+
+    def _unit(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=-1, eps=self.eps)
+
+    def write_gates(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(gamma [B, H], beta [B, H, N], w [B, H, N])`` for a frame; ``key`` already L2-normalised."""
+        gamma = self.gates.decay(key, value)
+        beta, weight = self.gates.write_weight(key, value)
+        return gamma, beta, weight
+
+    def _record(self, gamma: Tensor, beta: Tensor) -> None:
+        self.last_gate_stats = {
+            "gamma": gamma.detach(),
+            "gamma_mean": gamma.detach().float().mean(),
+            "beta": beta.detach().mean(dim=-1),
+            "beta_mean": beta.detach().float().mean(),
+        }
+
+    def read(self, state: State, query: Tensor) -> Tensor:
+        self._check(query, "query", self.key_dim, state["H"].shape[0])
+        q = self._unit(query)
+        alpha = self.gates.readout_mix(q)
+        self.last_gate_stats["readout_mix_mean"] = alpha.detach().float().mean()
+        return kernels.gka_read(
+            state["H"], state["M"], q, alpha, ridge=self.ridge, scale=self.scale, eps=self.eps
+        )
+
+    def write(self, state: State, key: Tensor, value: Tensor) -> State:
+        self._check_kv(key, value, state["H"].shape[0])
+        k = self._unit(key)
+        gamma, beta, weight = self.write_gates(k, value)
+        self._record(gamma, beta)
+        new_h, new_m = kernels.gka_write(state["H"], state["M"], k, value, weight, gamma)
+        return {"H": new_h, "M": new_m}
+
+    def write_read(
+        self, state: State, key: Tensor, value: Tensor, next_query: Tensor
+    ) -> tuple[Tensor, State]:
+        self._check_kv(key, value, state["H"].shape[0])
+        self._check(next_query, "query", self.key_dim, state["H"].shape[0])
+        k, q = self._unit(key), self._unit(next_query)
+        gamma, beta, weight = self.write_gates(k, value)
+        self._record(gamma, beta)
+        alpha = self.gates.readout_mix(q)
+        self.last_gate_stats["readout_mix_mean"] = alpha.detach().float().mean()
+        readout, new_h, new_m = kernels.gka_step(
+            state["H"],
+            state["M"],
+            k,
+            value,
+            q,
+            weight,
+            gamma,
+            alpha,
+            ridge=self.ridge,
+            scale=self.scale,
+            eps=self.eps,
+        )
+        assert readout is not None
+        return readout, {"H": new_h, "M": new_m}
+
+
+class SoftmaxMemory(MemoryRule):
+    """``softmax``: keep every past key/value; ``O = softmax(sim(Q, K) / tau) V`` (XMem/Cutie style).
+
+    Options: ``similarity`` ``"dot"`` (``q.k``, default) or ``"l2"`` (negative squared distance
+    ``2 q.k - |k|^2``, the ``|q|^2`` term cancels in the softmax); ``temperature`` tau (default
+    ``sqrt(Ck)``). Single-head over the full Ck; ``heads`` and ``decay_form`` are unused.
+    The memory grows by N pixels per frame (``constant_state = False``).
+    """
+
+    name = "softmax"
+    constant_state = False
+
+    def __init__(
+        self,
+        key_dim: int,
+        value_dim: int,
+        heads: int = 8,
+        decay_form: str = "exp",
+        *,
+        similarity: str = "dot",
+        temperature: float | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(key_dim, value_dim, heads, decay_form, **kwargs)
+        if similarity not in ("dot", "l2"):
+            raise unknown_name("softmax similarity", similarity, ("dot", "l2"))
+        self.similarity = similarity
+        self.temperature = key_dim**0.5 if temperature is None else float(temperature)
+
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> State:
+        return {
+            "K": torch.zeros(batch, 0, self.key_dim, device=device, dtype=dtype),
+            "V": torch.zeros(batch, 0, self.value_dim, device=device, dtype=dtype),
+        }
+
+    def read(self, state: State, query: Tensor) -> Tensor:
+        keys, values = state["K"], state["V"]
+        self._check(query, "query", self.key_dim, keys.shape[0])
+        if keys.shape[1] == 0:
+            return query.new_zeros(query.shape[0], query.shape[1], self.value_dim, dtype=values.dtype)
+        q = query.to(keys.dtype)
+        if self.similarity == "dot":
+            return F.scaled_dot_product_attention(q, keys, values, scale=1.0 / self.temperature)
+        bias = -(keys.square().sum(dim=-1) / self.temperature).unsqueeze(1)  # [B, 1, Nk]
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=2.0 / self.temperature)
+
+    def write(self, state: State, key: Tensor, value: Tensor) -> State:
+        keys, values = state["K"], state["V"]
+        self._check_kv(key, value, keys.shape[0])
+        return {
+            "K": torch.cat([keys, key.to(keys.dtype)], dim=1),
+            "V": torch.cat([values, value.to(values.dtype)], dim=1),
+        }
+
+
+_RULES: dict[str, type[MemoryRule]] = {
+    cls.name: cls
+    for cls in (
+        LinearMemory,
+        DeltaMemory,
+        GatedDeltaMemory,
+        GatedDeltaNoAlphaMemory,
+        GatedDeltaNoBetaMemory,
+        KalmanMemory,
+        SoftmaxMemory,
+    )
+}
+assert tuple(_RULES) == MEMORY_RULES
+
+
+def build_memory(
+    name: str, key_dim: int, value_dim: int, heads: int = 8, decay_form: str = "exp", **kwargs: Any
+) -> MemoryRule:
+    """Build the memory rule ``name`` (one of :data:`MEMORY_RULES`); rule options go in ``kwargs``."""
+    cls = _RULES.get(name)
+    if cls is None:
+        raise unknown_name("memory rule", name, MEMORY_RULES)
+    return cls(key_dim, value_dim, heads, decay_form, **kwargs)
+
+
+__all__ = [
+    "MEMORY_RULES",
+    "DeltaMemory",
+    "GatedDeltaMemory",
+    "GatedDeltaNoAlphaMemory",
+    "GatedDeltaNoBetaMemory",
+    "KalmanMemory",
+    "LinearMemory",
+    "MemoryInputError",
+    "MemoryRule",
+    "SoftmaxMemory",
+    "State",
+    "build_memory",
+]

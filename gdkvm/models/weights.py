@@ -1,0 +1,267 @@
+"""Weights in and out: self-describing safetensors checkpoints and torchvision ImageNet backbones.
+
+Checkpoint format (``save_checkpoint``): a safetensors file holding the model's state dict, with
+metadata (all strings)::
+
+    format         "gdkvm-checkpoint/1"
+    gdkvm_version  package version; code_version adds the git commit when known
+    model_class    "gdkvm.models.gdkvm:GDKVM" (import path of the model class)
+    config_class   "gdkvm.models.config:ModelConfig"
+    config         the config as JSON (``gdkvm.config.to_dict``)
+    variant        registry name, or "" when unknown
+    + any extra_metadata (JSON-encoded unless already a string)
+
+``load_model(path)`` rebuilds ``model_class(from_dict(config_class, config))`` and loads the tensors
+after checking every key and shape, so a model rebuilds from the file alone. Only classes under
+``gdkvm.`` or ``baselines.`` are imported. Every mismatch is a one-line DataError naming what was
+expected and what was found.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pickle
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from gdkvm import __version__
+from gdkvm.config import from_dict, to_dict
+from gdkvm.errors import ConfigError, DataError, GdkvmError
+from gdkvm.models.backbone import ResNetTrunk, architecture_signature, trunk_signature, widen_first_conv
+from gdkvm.utils.atomic import atomic_path
+
+CHECKPOINT_FORMAT = "gdkvm-checkpoint/1"
+_RESERVED = ("format", "gdkvm_version", "code_version", "model_class", "config_class", "config", "variant")
+_IMPORTABLE_PREFIXES = ("gdkvm.", "baselines.")
+_SHOW = 4  # how many names a one-line error lists before "(+N more)"
+
+
+def _names(keys: Iterable[str]) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:_SHOW])
+    return shown + (f" (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+
+
+def _shape(t: Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def describe_mismatch(expected: Mapping[str, Tensor], got: Mapping[str, Tensor],
+                      optional: Iterable[str] = ()) -> str | None:
+    """A one-line description of how ``got`` differs from ``expected`` (keys and shapes), or None.
+
+    Keys in ``optional`` may be absent from ``got`` without counting as missing.
+    """
+    optional = set(optional)
+    missing = set(expected) - set(got) - optional
+    unexpected = set(got) - set(expected)
+    wrong = [k for k in sorted(set(expected) & set(got)) if tuple(expected[k].shape) != tuple(got[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {_names(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
+    if wrong:
+        shown = "; ".join(f"{k} expected {_shape(expected[k])} got {_shape(got[k])}" for k in wrong[:_SHOW])
+        more = f" (+{len(wrong) - _SHOW} more)" if len(wrong) > _SHOW else ""
+        parts.append(f"{len(wrong)} shape mismatch(es): {shown}{more}")
+    return "; ".join(parts) if parts else None
+
+
+# ----------------------------------------------------------------------------- state-dict files
+def read_state_dict_file(path: str | Path) -> dict[str, Tensor]:
+    """Tensors of a ``.safetensors`` file or a ``.pth``/``.pt`` state dict (``torch.load(weights_only=True)``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            return load_file(str(path), device="cpu")
+        if suffix in (".pth", ".pt", ".bin"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise DataError(path, f"unknown weights format '{suffix}'; expected .safetensors, .pth or .pt")
+    except GdkvmError:
+        raise
+    except pickle.UnpicklingError:
+        raise DataError(path, "cannot read weights: not a plain tensor state dict "
+                        "(torch.load with weights_only=True refused it)") from None
+    except (SafetensorError, RuntimeError, OSError, ValueError, EOFError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(path, f"cannot read weights: {first_line}") from None
+    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        raise DataError(path, "expected a state dict (a mapping from names to tensors)")
+    return dict(obj)
+
+
+# ----------------------------------------------------------------------------- ImageNet backbones
+def load_resnet_weights(trunk: ResNetTrunk, path: str | Path, what: str = "backbone") -> None:
+    """Load a torchvision ResNet state dict (``fc.*`` and ``layer4.*`` ignored) into ``trunk``.
+
+    A trunk with more than 3 input channels (the value encoder) gets the ImageNet conv1 weights on the
+    image channels and zeros on the extra ones. Any other missing/unexpected key or shape mismatch is a
+    one-line DataError.
+    """
+    path = Path(path)
+    source = {k: v for k, v in read_state_dict_file(path).items()
+              if not (k.startswith("fc.") or k.startswith("layer4."))}
+    target = trunk.state_dict()
+    conv1 = source.get("conv1.weight")
+    if (conv1 is not None and conv1.ndim == 4 and trunk.in_channels > conv1.shape[1] == 3
+            and conv1.shape[0] == target["conv1.weight"].shape[0] and conv1.shape[2:] == target["conv1.weight"].shape[2:]):
+        source["conv1.weight"] = widen_first_conv(conv1, trunk.in_channels)
+    optional = [k for k in target if k.endswith("num_batches_tracked")]
+    problem = describe_mismatch(target, source, optional=optional)
+    if problem:
+        raise DataError(path, f"not a torchvision {trunk.arch} (width {trunk.width}) for the {what}: {problem}")
+    trunk.load_state_dict(source, strict=False)
+
+
+def load_imagenet_backbones(model: nn.Module, paths: Iterable[str | Path]) -> list[str]:
+    """Load torchvision ImageNet weights into every encoder of ``model`` whose architecture matches.
+
+    Each file's architecture (ResNet-18 or -50) is read from its key names and the file goes into the
+    key encoder and/or the value encoder with that architecture (``--backbone-weights`` may be given
+    once per architecture). Returns lines like ``"key_encoder <- resnet50.pth"``. A file that fits no
+    encoder, or whose shapes do not match (e.g. the narrow ``tiny`` preset), is a one-line DataError.
+    """
+    trunks = {name: m for name, m in model.named_modules() if isinstance(m, ResNetTrunk)}
+    if not trunks:
+        raise ConfigError(f"{type(model).__name__} has no ResNet encoder to load ImageNet weights into")
+    loaded = []
+    for path in paths:
+        path = Path(path)
+        signature = architecture_signature(set(read_state_dict_file(path)))
+        matches = [name for name, trunk in trunks.items() if trunk_signature(trunk) == signature]
+        if not matches:
+            have = ", ".join(f"{n} ({t.arch})" for n, t in trunks.items())
+            raise DataError(path, f"ResNet with {signature[0]} blocks {list(signature[1])} matches no encoder; "
+                            f"expected one of: {have}")
+        for name in matches:
+            load_resnet_weights(trunks[name], path, what=name.replace("_", " "))
+            loaded.append(f"{name} <- {path.name}")
+    return loaded
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def code_version() -> str:
+    """The package version, plus ``+g<commit>`` when the source tree is a git checkout with commits."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    sha = out.stdout.strip()
+    return f"{__version__}+g{sha}" if out.returncode == 0 and sha else __version__
+
+
+def _qualname(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _import_qualname(spec: str, path: Path) -> Any:
+    module, _, name = spec.partition(":")
+    if not module.startswith(_IMPORTABLE_PREFIXES) or not name:
+        raise DataError(path, f"checkpoint names class '{spec}'; expected one under gdkvm. or baselines.")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        raise DataError(path, f"checkpoint names class '{spec}', which this version of gdkvm does not have") from None
+    return obj
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, extra_metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights, config and code version to a safetensors file, atomically.
+
+    ``model`` must carry a dataclass ``config`` (GDKVM does) so it can be rebuilt by :func:`load_model`.
+    ``extra_metadata`` values are stored as strings (JSON for non-strings); reserved keys are refused.
+    """
+    path = Path(path)
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ConfigError(f"{type(model).__name__}: cannot checkpoint a model without a dataclass 'config'")
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "gdkvm_version": __version__,
+        "code_version": code_version(),
+        "model_class": _qualname(model),
+        "config_class": _qualname(config),
+        "config": json.dumps(to_dict(config), sort_keys=True),
+        "variant": getattr(model, "variant", None) or "",
+    }
+    for key, value in (extra_metadata or {}).items():
+        if key in _RESERVED:
+            raise ConfigError(f"extra_metadata key '{key}' is reserved; reserved: {', '.join(_RESERVED)}")
+        metadata[str(key)] = value if isinstance(value, str) else json.dumps(to_dict(value), sort_keys=True)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def read_checkpoint_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a gdkvm checkpoint; a file that is not one is a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+    except (SafetensorError, OSError) as e:
+        raise DataError(path, f"not a safetensors checkpoint ({str(e).strip().splitlines()[0]})") from None
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(path, f"not a gdkvm checkpoint: format {metadata.get('format')!r}, "
+                        f"expected {CHECKPOINT_FORMAT!r}")
+    return metadata
+
+
+def check_variant(path: str | Path, expected: str) -> None:
+    """Raise a one-line DataError unless the checkpoint at ``path`` was saved from variant ``expected``."""
+    got = read_checkpoint_metadata(path).get("variant", "")
+    if got != expected:
+        raise DataError(path, f"checkpoint is variant '{got or 'unknown'}', expected variant '{expected}'")
+
+
+def load_state_dict_checked(model: nn.Module, state: Mapping[str, Tensor], source: str | Path) -> None:
+    """``model.load_state_dict(state)`` after a key/shape check that fails with one line naming ``source``."""
+    problem = describe_mismatch(model.state_dict(), state)
+    if problem:
+        raise DataError(source, f"weights do not match {type(model).__name__}: {problem}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu", variant: str | None = None) -> nn.Module:
+    """Rebuild the model saved by :func:`save_checkpoint` and load its weights (eval mode not set).
+
+    ``variant``: if given, the checkpoint must have been saved from that variant.
+    """
+    path = Path(path)
+    metadata = read_checkpoint_metadata(path)
+    if variant is not None:
+        check_variant(path, variant)
+    model_cls = _import_qualname(metadata.get("model_class", ""), path)
+    config_cls = _import_qualname(metadata.get("config_class", ""), path)
+    try:
+        config = from_dict(config_cls, json.loads(metadata.get("config", "")), where=f"{path.name}: config")
+    except json.JSONDecodeError:
+        raise DataError(path, "checkpoint config metadata is not valid JSON") from None
+    except ConfigError as e:
+        raise DataError(path, f"checkpoint config does not fit this version of gdkvm: {e}") from None
+    model = model_cls(config)
+    if metadata.get("variant"):
+        model.variant = metadata["variant"]
+    state = load_file(str(path), device=str(map_location))
+    load_state_dict_checked(model, state, path)
+    return model.to(map_location)

@@ -1,0 +1,135 @@
+"""Read whole recordings for `gdkvm predict`: EchoNet-style AVI/MP4 and CAMUS-style NIfTI sequences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gdkvm.errors import DataError
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+@dataclass
+class Recording:
+    """One echo recording: gray frames (T, H, W) uint8, frame rate, pixel spacing (row, col) in mm or None."""
+
+    path: Path
+    frames: np.ndarray
+    fps: float
+    spacing: tuple[float, float] | None
+    kind: str  # "video" | "nifti"
+
+    @property
+    def name(self) -> str:
+        n = self.path.name
+        for sfx in VIDEO_SUFFIXES + NIFTI_SUFFIXES:
+            if n.lower().endswith(sfx):
+                return n[: -len(sfx)]
+        return self.path.stem
+
+
+def is_supported(path: Path) -> bool:
+    """True for a file whose name ends with a supported video or NIfTI suffix (ground-truth files excluded)."""
+    n = path.name.lower()
+    if any(n.endswith(s) for s in NIFTI_SUFFIXES):
+        return not n.split(".nii")[0].endswith("_gt")
+    return any(n.endswith(s) for s in VIDEO_SUFFIXES)
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Expand folders into their supported files (sorted); missing paths raise DataError."""
+    files: list[Path] = []
+    for p in inputs:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and is_supported(q))
+            if not found:
+                raise DataError(p, "folder holds no AVI/MP4 video or NIfTI sequence")
+            files.extend(found)
+        elif p.is_file():
+            if not is_supported(p):
+                raise DataError(p, f"unsupported file type (expected one of {VIDEO_SUFFIXES + NIFTI_SUFFIXES})")
+            files.append(p)
+        else:
+            raise DataError(p, "no such file or folder")
+    return files
+
+
+def read_video(path: Path, default_fps: float = 50.0) -> Recording:
+    """Decode an AVI/MP4 with OpenCV into gray frames (T, H, W) uint8."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(path, "video could not be opened (corrupt or unsupported codec)")
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    frames = []
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame[..., 0] if frame.ndim == 3 else frame)
+    finally:
+        cap.release()
+    if not frames:
+        raise DataError(path, "video has zero decodable frames")
+    return Recording(path, np.stack(frames).astype(np.uint8), fps if fps > 0 else default_fps, None, "video")
+
+
+def read_nifti_sequence(path: Path, default_fps: float = 50.0) -> Recording:
+    """Read a CAMUS-style NIfTI sequence: data (X=cols, Y=rows, T) -> frames (T, H, W) uint8."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+        zooms = img.header.get_zooms()
+    except Exception as e:  # nibabel raises several types for truncated/corrupt files
+        raise DataError(path, f"unreadable NIfTI ({type(e).__name__}: {e})") from None
+    if data.ndim == 2:
+        data = data[..., None]
+    if data.ndim != 3 or data.shape[2] == 0:
+        raise DataError(path, f"expected a (X, Y, T) sequence, got shape {data.shape}")
+    frames = np.transpose(data, (2, 1, 0))
+    if frames.dtype != np.uint8:
+        lo, hi = float(frames.min()), float(frames.max())
+        frames = np.zeros(frames.shape, np.uint8) if hi <= lo else ((frames - lo) / (hi - lo) * 255).round()
+        frames = frames.astype(np.uint8)
+    spacing = (float(zooms[1]), float(zooms[0])) if len(zooms) >= 2 else None
+    fps = default_fps
+    cfg = _camus_cfg_for(path)
+    if cfg is not None and "FrameRate" in cfg:
+        try:
+            fps = float(cfg["FrameRate"])
+        except ValueError:
+            pass
+    return Recording(path, frames, fps, spacing, "nifti")
+
+
+def _camus_cfg_for(path: Path) -> dict[str, str] | None:
+    """The Info_<view>.cfg next to a CAMUS sequence, parsed as `Key: value` lines, if present."""
+    name = path.name
+    for view in ("2CH", "4CH"):
+        if f"_{view}_" in name:
+            cfg = path.parent / f"Info_{view}.cfg"
+            if cfg.is_file():
+                out = {}
+                for line in cfg.read_text(errors="replace").splitlines():
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        out[k.strip()] = v.strip()
+                return out
+    return None
+
+
+def read_recording(path: Path, default_fps: float = 50.0) -> Recording:
+    """Read a video or NIfTI sequence by suffix."""
+    n = path.name.lower()
+    if any(n.endswith(s) for s in NIFTI_SUFFIXES):
+        return read_nifti_sequence(path, default_fps)
+    return read_video(path, default_fps)
