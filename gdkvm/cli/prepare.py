@@ -1,0 +1,222 @@
+"""`gdkvm prepare`: write the synthetic phantom, or turn CAMUS / EchoNet-Dynamic into a prepared store."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from gdkvm.cli.common import console, progress_callback
+
+if TYPE_CHECKING:
+    from gdkvm.data.store import PrepareSummary
+
+prepare_app = typer.Typer(
+    help="Prepare datasets: the synthetic phantom, CAMUS and EchoNet-Dynamic -> clips in data/prepared.\n\n"
+    "[bold]Examples[/]\n\n"
+    "  gdkvm prepare synthetic --out data/raw/synthetic --patients 20\n\n"
+    "  gdkvm prepare camus --root data/raw/synthetic\n\n"
+    "  gdkvm prepare echonet --root /datasets/EchoNet-Dynamic --size 128",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+)
+
+DEFAULT_OUT = Path("data/prepared")
+MAX_BAD_SHOWN = 20
+
+
+class LabelSet(str, Enum):
+    lv = "lv"
+    all = "all"
+
+
+class Sampling(str, Enum):
+    floor = "floor"
+    rint = "rint"
+
+
+class CamusSplit(str, Enum):
+    official = "official"
+    memsam = "memsam"
+
+
+class ClipForm(str, Enum):
+    ed_es = "ed-es"
+    earlier_later = "earlier-later"
+
+
+RootOpt = Annotated[
+    Path,
+    typer.Option("--root", help="The dataset folder, or a folder that contains it.", show_default=False),
+]
+OutOpt = Annotated[
+    Path, typer.Option("--out", help="Prepared-store folder; the dataset goes in OUT/<dataset>/.")
+]
+SamplingOpt = Annotated[
+    Sampling, typer.Option("--sampling", help="Frame rule: floor (MemSAM) or rint (GDKVM re-release).")
+]
+FramesOpt = Annotated[
+    int,
+    typer.Option("--frames", min=2, help="Frames per clip, first = ED (or earlier), last = ES (or later)."),
+]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Stop at the first bad case instead of skipping and listing it.")
+]
+
+
+def _print_summary(summary: PrepareSummary) -> None:
+    """Counts per split, skipped bad cases with reasons, notes, and where the store is."""
+    if summary.up_to_date:
+        console.print(
+            f"[green]up to date[/]: {escape(str(summary.out_dir))} already holds these inputs with these options; "
+            "nothing rewritten",
+            soft_wrap=True,
+        )
+    table = Table(title=f"prepared {summary.dataset}", header_style="bold")
+    table.add_column("split")
+    table.add_column("cases", justify="right")
+    for split, count in summary.counts.items():
+        table.add_row(split, str(count))
+    table.add_row("[bold]total[/]", f"[bold]{summary.total}[/]")
+    if summary.untraced:
+        table.add_row("[dim]untraced (skipped)[/]", f"[dim]{summary.untraced}[/]")
+    table.add_row(
+        "[yellow]bad cases (skipped)[/]" if summary.bad_cases else "bad cases", str(len(summary.bad_cases))
+    )
+    console.print(table)
+    if summary.bad_cases:
+        console.print("[yellow]skipped bad cases[/]:")
+        for case in summary.bad_cases[:MAX_BAD_SHOWN]:
+            console.print(f"  {case.file}: {case.problem}", soft_wrap=True, markup=False)
+        if len(summary.bad_cases) > MAX_BAD_SHOWN:
+            console.print(
+                f"  ... and {len(summary.bad_cases) - MAX_BAD_SHOWN} more (all listed in store.json)"
+            )
+    for note in summary.notes:
+        console.print(f"note: {note}", soft_wrap=True, markup=False)
+    console.print(f"store: {summary.out_dir}  ({summary.elapsed_s:.1f} s)", soft_wrap=True, markup=False)
+
+
+def _print_next(out: Path) -> None:
+    console.print(
+        f"next: gdkvm doctor --data {out}   (lists the prepared stores), then gdkvm train",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+@prepare_app.command("synthetic")
+def synthetic(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the phantom (CAMUS_public/, EchoNet-Dynamic/).")
+    ] = Path("data/raw/synthetic"),
+    patients: Annotated[int, typer.Option("--patients", min=1, help="Number of CAMUS patients.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same files.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Write a synthetic phantom in the real CAMUS and EchoNet-Dynamic on-disk formats, with exact truth.
+
+    [bold]Examples[/]
+
+      gdkvm prepare synthetic --out data/raw/synthetic --patients 20 --seed 0
+    """
+    from gdkvm.data.synthetic import write_phantom
+
+    with progress_callback("phantom", total=None) as update:
+        result = write_phantom(out, patients=patients, seed=seed, workers=workers, progress=update)
+    table = Table(title="synthetic phantom", header_style="bold")
+    table.add_column("item")
+    table.add_column("path")
+    table.add_row("CAMUS", str(result.camus_root))
+    table.add_row("EchoNet-Dynamic", str(result.echonet_root))
+    table.add_row("truth", str(result.truth_path))
+    table.add_row("patients", str(result.patients))
+    console.print(table)
+    console.print("next:")
+    console.print(f"  gdkvm prepare camus --root {result.root}", soft_wrap=True, markup=False)
+    console.print(f"  gdkvm prepare echonet --root {result.root}", soft_wrap=True, markup=False)
+
+
+@prepare_app.command("camus")
+def camus(
+    root: RootOpt,
+    out: OutOpt = DEFAULT_OUT,
+    size: Annotated[int, typer.Option("--size", min=16, help="Output frame size (square).")] = 256,
+    labels: Annotated[
+        LabelSet,
+        typer.Option("--labels", help="lv: LV endocardium {0,1}; all: {0 bg,1 LV,2 myocardium,3 LA}."),
+    ] = LabelSet.lv,
+    sampling: SamplingOpt = Sampling.floor,
+    split: Annotated[
+        CamusSplit,
+        typer.Option("--split", help="official (database_split/*.txt) or memsam (sequential 70/10/20)."),
+    ] = CamusSplit.official,
+    frames: FramesOpt = 10,
+    strict: StrictOpt = False,
+) -> None:
+    """Prepare CAMUS: 10 frames ED -> ES per view, resized, with masks on every frame.
+
+    [bold]Examples[/]
+
+      gdkvm prepare camus --root data/raw/CAMUS_public
+      gdkvm prepare camus --root data/raw --labels all --split memsam --out data/prepared
+    """
+    from gdkvm.data.store import prepare_camus
+
+    with progress_callback("camus") as update:
+        summary = prepare_camus(
+            root,
+            out,
+            size=size,
+            labels=labels.value,
+            sampling=sampling.value,
+            split=split.value,
+            frames=frames,
+            strict=strict,
+            progress=update,
+        )
+    _print_summary(summary)
+    _print_next(out)
+
+
+@prepare_app.command("echonet")
+def echonet(
+    root: RootOpt,
+    out: OutOpt = DEFAULT_OUT,
+    size: Annotated[int, typer.Option("--size", min=16, help="Output frame size (square).")] = 128,
+    sampling: SamplingOpt = Sampling.floor,
+    clip: Annotated[
+        ClipForm,
+        typer.Option(
+            "--clip", help="ed-es: cyclic forward ED->ES (re-release); earlier-later: MemSAM order."
+        ),
+    ] = ClipForm.ed_es,
+    frames: FramesOpt = 10,
+    strict: StrictOpt = False,
+) -> None:
+    """Prepare EchoNet-Dynamic: 10 frames from the traced ED to ES, masks at the first and last frame.
+
+    [bold]Examples[/]
+
+      gdkvm prepare echonet --root data/raw/EchoNet-Dynamic
+      gdkvm prepare echonet --root data/raw --size 256 --clip earlier-later --strict
+    """
+    from gdkvm.data.store import prepare_echonet
+
+    with progress_callback("echonet") as update:
+        summary = prepare_echonet(
+            root,
+            out,
+            size=size,
+            sampling=sampling.value,
+            clip=clip.value,
+            frames=frames,
+            strict=strict,
+            progress=update,
+        )
+    _print_summary(summary)
+    _print_next(out)

@@ -1,0 +1,414 @@
+"""Reader for EchoNet-Dynamic (``FileList.csv``, ``VolumeTracings.csv``, ``Videos/*.avi``), datasets.md §2.
+
+Tracings: each traced frame has 21 rows, the first the LV long axis and then 20 disk chords. Frames
+traced several times (42/63/84 rows) keep the first 21 rows. The mask polygon is the X1 ends of the
+chords followed by the X2 ends in reverse (same for Y). ED is the traced frame with the larger polygon
+area and ES the smaller one; the row order is never trusted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from gdkvm.data.sampling import SamplingRule, sample_indices
+from gdkvm.errors import DataError
+
+ECHONET_DIRNAME = "EchoNet-Dynamic"
+FILELIST_COLUMNS = (
+    "FileName",
+    "EF",
+    "ESV",
+    "EDV",
+    "FrameHeight",
+    "FrameWidth",
+    "FPS",
+    "NumberOfFrames",
+    "Split",
+)
+FILELIST_NUMERIC = ("EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames")
+TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
+ROWS_PER_TRACING = 21
+SPLIT_NAMES = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
+
+ClipForm = Literal["ed-es", "earlier-later"]
+CLIP_FORMS: tuple[str, ...] = ("ed-es", "earlier-later")
+
+
+def find_echonet_root(root: str | Path) -> Path:
+    """Return the EchoNet folder: ``root`` itself, or a folder below it holding ``FileList.csv``.
+
+    Looks at ``root``, ``root/EchoNet-Dynamic`` and then up to two levels of sub-folders.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(root, "folder not found")
+    if not root.is_dir():
+        raise DataError(root, "not a folder")
+    candidates = [root, root / ECHONET_DIRNAME]
+    candidates += sorted(p for p in root.glob("*") if p.is_dir())
+    candidates += sorted(p for p in root.glob("*/*") if p.is_dir())
+    for cand in candidates:
+        if (cand / "FileList.csv").is_file():
+            return cand
+    raise DataError(
+        root, f"no EchoNet-Dynamic dataset found (expected {ECHONET_DIRNAME}/FileList.csv in or below it)"
+    )
+
+
+def _read_csv_as_text(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as e:  # pandas raises ParserError, UnicodeDecodeError, EmptyDataError, ...
+        detail = " ".join(str(e).split())[:120]
+        raise DataError(path, f"cannot parse CSV ({type(e).__name__}: {detail})") from None
+
+
+def _numeric_problems(
+    path: Path, table: pd.DataFrame, columns: tuple[str, ...]
+) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Convert ``columns`` to float; return the converted table and {row position: problem}."""
+    problems: dict[int, str] = {}
+    converted = table.copy()
+    for col in columns:
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy(dtype=np.float64)))
+        for pos in bad.tolist():
+            problems.setdefault(pos, f"line {pos + 2}: non-numeric {col} {table[col].iloc[pos][:30]!r}")
+        converted[col] = values
+    return converted, problems
+
+
+@dataclass(frozen=True)
+class FileListEntry:
+    """One FileList row (numbers validated)."""
+
+    file_name: str
+    split: str
+    ef: float
+    esv: float
+    edv: float
+    frame_height: int
+    frame_width: int
+    fps: float
+    n_frames: int
+
+
+def read_filelist(path: str | Path) -> tuple[dict[str, FileListEntry], list[DataError]]:
+    """Read ``FileList.csv``: {FileName without extension: entry} plus one DataError per bad row.
+
+    A missing or wrong header is fatal (raised). Rows with non-numeric fields, an unknown ``Split``
+    or a duplicate FileName are returned as problems and left out.
+    """
+    path = Path(path)
+    table = _read_csv_as_text(path)
+    missing = [c for c in FILELIST_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(
+            path, f"missing column(s) {', '.join(missing)}; header is {','.join(map(str, table.columns))}"
+        )
+    converted, row_problems = _numeric_problems(path, table, FILELIST_NUMERIC)
+    entries: dict[str, FileListEntry] = {}
+    problems: list[DataError] = []
+    for pos in range(len(table)):
+        name = table["FileName"].iloc[pos].strip()
+        if name.lower().endswith(".avi"):
+            name = name[:-4]
+        if pos in row_problems:
+            problems.append(DataError(path, f"{row_problems[pos]} ({name or 'no FileName'})"))
+            continue
+        if not name:
+            problems.append(DataError(path, f"line {pos + 2}: empty FileName"))
+            continue
+        split = SPLIT_NAMES.get(table["Split"].iloc[pos].strip().upper())
+        if split is None:
+            problems.append(
+                DataError(path, f"line {pos + 2}: unknown Split {table['Split'].iloc[pos][:20]!r} ({name})")
+            )
+            continue
+        if name in entries:
+            problems.append(DataError(path, f"line {pos + 2}: duplicate FileName {name}"))
+            continue
+        row = converted.iloc[pos]
+        entries[name] = FileListEntry(
+            file_name=name,
+            split=split,
+            ef=float(row["EF"]),
+            esv=float(row["ESV"]),
+            edv=float(row["EDV"]),
+            frame_height=int(row["FrameHeight"]),
+            frame_width=int(row["FrameWidth"]),
+            fps=float(row["FPS"]),
+            n_frames=int(row["NumberOfFrames"]),
+        )
+    return entries, problems
+
+
+@dataclass(frozen=True)
+class FrameTracing:
+    """The tracing of one frame: ``coords`` (21, 4) float64 rows (X1, Y1, X2, Y2).
+
+    Row 0 is the long axis, rows 1..20 the disk chords. ``n_tracings`` > 1 when the CSV held the
+    frame several times (only the first tracing is kept).
+    """
+
+    frame: int
+    coords: np.ndarray
+    n_tracings: int = 1
+
+    def polygon(self) -> tuple[np.ndarray, np.ndarray]:
+        """Polygon vertices (x, y), each (40,): X1 of the chords, then X2 of the chords reversed."""
+        chords = self.coords[1:]
+        x = np.concatenate([chords[:, 0], chords[::-1, 2]])
+        y = np.concatenate([chords[:, 1], chords[::-1, 3]])
+        return x, y
+
+    def area(self) -> float:
+        """Shoelace area of the polygon in pixels^2 (float coordinates, no rounding)."""
+        x, y = self.polygon()
+        return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+    def mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """Rasterise the polygon on an (H, W) grid -> uint8 {0, 1}; outside points are clipped."""
+        from skimage.draw import polygon as fill_polygon
+
+        x, y = self.polygon()
+        rows, cols = fill_polygon(np.rint(y).astype(np.int64), np.rint(x).astype(np.int64), shape)
+        out = np.zeros(shape, dtype=np.uint8)
+        out[rows, cols] = 1
+        return out
+
+    def disk_volume(self) -> float:
+        """Single-plane method of disks in pixel units: V = pi/4 * sum(d_i^2) * L / 20."""
+        long_axis = self.coords[0]
+        length = math.hypot(long_axis[2] - long_axis[0], long_axis[3] - long_axis[1])
+        chords = self.coords[1:]
+        diameters_sq = (chords[:, 2] - chords[:, 0]) ** 2 + (chords[:, 3] - chords[:, 1]) ** 2
+        return float(math.pi / 4.0 * diameters_sq.sum() * length / (ROWS_PER_TRACING - 1))
+
+
+@dataclass
+class TracingTable:
+    """Grouped ``VolumeTracings.csv``: per video (FileName without ``.avi``), its traced frames in
+    file order, plus the problems found (one DataError per bad video) and counts of quirks."""
+
+    path: Path
+    videos: dict[str, list[FrameTracing]] = field(default_factory=dict)
+    problems: dict[str, DataError] = field(default_factory=dict)
+    multi_tracing_frames: int = 0
+
+
+def read_tracings(path: str | Path) -> TracingTable:
+    """Read and group ``VolumeTracings.csv`` by FileName and Frame.
+
+    The header must be exactly ``FileName,X1,Y1,X2,Y2,Frame`` (raised otherwise). A video with a
+    non-numeric field, a negative or fractional frame, or a row count that is not a multiple of 21
+    is recorded in ``problems`` and gets no tracings.
+    """
+    path = Path(path)
+    table = _read_csv_as_text(path)
+    header = tuple(str(c).strip() for c in table.columns)
+    if header != TRACING_COLUMNS:
+        raise DataError(path, f"header {','.join(header)} is not {','.join(TRACING_COLUMNS)}")
+    table.columns = list(TRACING_COLUMNS)
+    result = TracingTable(path=path)
+    names = table["FileName"].str.strip()
+    names = names.where(~names.str.lower().str.endswith(".avi"), names.str[:-4])
+    converted, row_problems = _numeric_problems(path, table, TRACING_COLUMNS[1:])
+    frames = converted["Frame"].to_numpy(dtype=np.float64)
+    for pos in np.flatnonzero(np.isfinite(frames) & ((frames < 0) | (frames != np.floor(frames)))).tolist():
+        row_problems.setdefault(pos, f"line {pos + 2}: invalid Frame {table['Frame'].iloc[pos]!r}")
+    for pos, problem in sorted(row_problems.items()):
+        name = names.iloc[pos]
+        result.problems.setdefault(name, DataError(path, f"{problem} ({name}.avi)"))
+    coords = converted[list(TRACING_COLUMNS[1:5])].to_numpy(dtype=np.float64)
+    grouped: dict[str, dict[int, list[int]]] = {}
+    for pos, (name, frame) in enumerate(zip(names.tolist(), frames.tolist(), strict=True)):
+        if name in result.problems:
+            continue
+        grouped.setdefault(name, {}).setdefault(int(frame), []).append(pos)
+    for name, by_frame in grouped.items():
+        tracings = []
+        for frame, rows in by_frame.items():
+            count = len(rows)
+            if count % ROWS_PER_TRACING != 0:
+                result.problems[name] = DataError(
+                    path, f"{name}.avi frame {frame}: {count} rows, not a multiple of {ROWS_PER_TRACING}"
+                )
+                break
+            n_tracings = count // ROWS_PER_TRACING
+            if n_tracings > 1:
+                result.multi_tracing_frames += 1
+            tracings.append(FrameTracing(frame, coords[rows[:ROWS_PER_TRACING]].copy(), n_tracings))
+        else:
+            result.videos[name] = tracings
+    return result
+
+
+def load_video(path: str | Path) -> np.ndarray:
+    """Decode an AVI with OpenCV -> (F, H, W) uint8, one channel of the gray-as-RGB frames."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "video file not found")
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        if not capture.isOpened():
+            raise DataError(path, "video does not decode (OpenCV cannot open it)")
+        while True:
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                break
+            frames.append(frame[:, :, 0] if frame.ndim == 3 else frame)
+    finally:
+        capture.release()
+    if not frames:
+        raise DataError(path, "video does not decode (0 frames)")
+    return np.ascontiguousarray(np.stack(frames).astype(np.uint8, copy=False))
+
+
+@dataclass(frozen=True)
+class EchoEntry:
+    """A video ready to load: its FileList row, its two traced frames and the AVI path."""
+
+    info: FileListEntry
+    video_path: Path
+    tracings: tuple[FrameTracing, FrameTracing]
+
+
+@dataclass
+class EchoIndex:
+    """The usable videos of an EchoNet folder and what was left out.
+
+    ``untraced``: FileList videos without any tracing (skipped, not errors). ``problems``: bad cases,
+    one DataError per video (tracing without FileList row, missing AVI, malformed rows, ...).
+    """
+
+    root: Path
+    entries: list[EchoEntry]
+    problems: list[DataError]
+    untraced: list[str]
+    multi_tracing_frames: int
+
+
+def index_echonet(root: Path) -> EchoIndex:
+    """Join FileList, VolumeTracings and the Videos folder into usable entries, sorted by FileName."""
+    root = Path(root)
+    filelist, problems = read_filelist(root / "FileList.csv")
+    tracings = read_tracings(root / "VolumeTracings.csv")
+    videos_dir = root / "Videos"
+    entries: list[EchoEntry] = []
+    untraced: list[str] = []
+    for name in sorted(set(tracings.videos) | set(tracings.problems)):
+        if name not in filelist:
+            problems.append(DataError(tracings.path, f"tracing for {name}.avi which has no FileList.csv row"))
+    for name in sorted(filelist):
+        info = filelist[name]
+        if name in tracings.problems:
+            problems.append(tracings.problems[name])
+            continue
+        frames = tracings.videos.get(name)
+        if not frames:
+            untraced.append(name)
+            continue
+        if len(frames) != 2:
+            listed = ", ".join(str(t.frame) for t in frames)
+            problems.append(
+                DataError(
+                    tracings.path, f"{name}.avi has {len(frames)} traced frame(s) ({listed}), expected 2"
+                )
+            )
+            continue
+        video_path = videos_dir / f"{name}.avi"
+        if not video_path.is_file():
+            problems.append(DataError(video_path, "video file not found"))
+            continue
+        entries.append(EchoEntry(info=info, video_path=video_path, tracings=(frames[0], frames[1])))
+    return EchoIndex(
+        root=root,
+        entries=entries,
+        problems=problems,
+        untraced=untraced,
+        multi_tracing_frames=tracings.multi_tracing_frames,
+    )
+
+
+@dataclass(frozen=True)
+class EchoCase:
+    """One decoded EchoNet video with its ED/ES masks.
+
+    Attributes:
+        video: (F, H, W) uint8.
+        ed_frame, es_frame: video frame indices (ED = larger traced area).
+        ed_mask, es_mask: (H, W) uint8 {0, 1} rasterised at the video size.
+    """
+
+    case_id: str
+    info: FileListEntry
+    video_path: Path
+    video: np.ndarray
+    ed_frame: int
+    es_frame: int
+    ed_mask: np.ndarray
+    es_mask: np.ndarray
+    ed_tracing: FrameTracing
+    es_tracing: FrameTracing
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.video.shape[0])
+
+
+def load_echonet_case(entry: EchoEntry) -> EchoCase:
+    """Decode the video, check the traced frames against it, and pick ED/ES by polygon area."""
+    video = load_video(entry.video_path)
+    n_frames = video.shape[0]
+    first, second = entry.tracings
+    for tracing in (first, second):
+        if tracing.frame >= n_frames:
+            raise DataError(
+                entry.video_path, f"traced frame {tracing.frame} >= decoded frame count {n_frames}"
+            )
+    area_first, area_second = first.area(), second.area()
+    if area_first == area_second:
+        raise DataError(entry.video_path, f"traced frames {first.frame} and {second.frame} have equal area")
+    ed, es = (first, second) if area_first > area_second else (second, first)
+    shape = (int(video.shape[1]), int(video.shape[2]))
+    return EchoCase(
+        case_id=entry.info.file_name,
+        info=entry.info,
+        video_path=entry.video_path,
+        video=video,
+        ed_frame=ed.frame,
+        es_frame=es.frame,
+        ed_mask=ed.mask(shape),
+        es_mask=es.mask(shape),
+        ed_tracing=ed,
+        es_tracing=es,
+    )
+
+
+def clip_indices(
+    case: EchoCase, n: int = 10, rule: SamplingRule = "floor", form: ClipForm = "ed-es"
+) -> tuple[np.ndarray, bool]:
+    """Video frame indices of the clip and whether position 0 is ED.
+
+    ``'ed-es'`` (GDKVM re-release): forward from ED to ES, cyclic modulo the frame count, so
+    position 0 is ED and position n-1 is ES. ``'earlier-later'`` (MemSAM): from the earlier traced
+    frame to the later one, so position 0 is ES when ES comes first.
+    """
+    if form == "ed-es":
+        return sample_indices(case.ed_frame, case.es_frame, n, rule, n_frames=case.n_frames), True
+    if form == "earlier-later":
+        first, last = sorted((case.ed_frame, case.es_frame))
+        return sample_indices(first, last, n, rule), first == case.ed_frame
+    raise ValueError(f"unknown clip form {form!r}; valid: {', '.join(CLIP_FORMS)}")

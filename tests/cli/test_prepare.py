@@ -1,0 +1,165 @@
+"""`gdkvm prepare`: options reach the library, summaries print, errors are one line with exit code 1."""
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from gdkvm.cli.main import app
+from gdkvm.data.store import open_store
+from gdkvm.errors import DataError
+from tests.data.fixtures import EchoVideoSpec, write_camus_dataset, write_echonet_dataset
+
+runner = CliRunner()
+GDKVM = Path(sys.executable).parent / "gdkvm"
+
+
+def test_prepare_help_lists_subcommands():
+    result = runner.invoke(app, ["prepare", "--help"])
+    assert result.exit_code == 0
+    for name in ("synthetic", "camus", "echonet"):
+        assert name in result.output
+    result = runner.invoke(app, ["prepare", "camus", "--help"])
+    assert result.exit_code == 0 and "--labels" in result.output and "Examples" in result.output
+
+
+def test_prepare_camus_from_parent_folder_and_rerun(tmp_path):
+    write_camus_dataset(tmp_path / "raw", patients=5, splits=(3, 1, 1))
+    out = tmp_path / "prepared"
+    args = ["prepare", "camus", "--root", str(tmp_path / "raw"), "--out", str(out), "--size", "32"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "prepared camus" in result.output and "train" in result.output
+    assert (out / "camus" / "train" / "images.npy").is_file()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "up to date" in again.output
+
+
+def test_prepare_camus_lists_bad_cases_or_fails_strictly(tmp_path):
+    root = write_camus_dataset(tmp_path / "raw", patients=4, splits=(2, 1, 1))
+    (root / "database_split" / "subgroup_testing.txt").write_text("patient0004\npatient0077\n")
+    out = tmp_path / "prepared"
+    base = ["prepare", "camus", "--root", str(root), "--out", str(out), "--size", "16"]
+    result = runner.invoke(app, base + ["--labels", "all", "--split", "official"])
+    assert result.exit_code == 0, result.output
+    assert "skipped bad cases" in result.output and "patient0077" in result.output
+    strict = runner.invoke(app, base + ["--strict", "--out", str(tmp_path / "strict")])
+    assert isinstance(strict.exception, DataError) and "patient folder not found" in str(strict.exception)
+    assert not (tmp_path / "strict").exists()
+
+
+def test_prepare_echonet(tmp_path):
+    write_echonet_dataset(
+        tmp_path / "raw", [EchoVideoSpec("V1"), EchoVideoSpec("V2", split="TEST", es_first=True)]
+    )
+    out = tmp_path / "prepared"
+    result = runner.invoke(
+        app,
+        [
+            "prepare",
+            "echonet",
+            "--root",
+            str(tmp_path / "raw"),
+            "--out",
+            str(out),
+            "--size",
+            "32",
+            "--sampling",
+            "rint",
+            "--clip",
+            "earlier-later",
+            "--frames",
+            "6",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "prepared echonet" in result.output
+    meta = json.loads((out / "echonet" / "store.json").read_text())
+    assert meta["options"] == {"size": 32, "sampling": "rint", "clip": "earlier-later", "frames": 6}
+    store = open_store(out / "echonet", "test")
+    assert store.images.shape == (1, 6, 32, 32)
+    assert store.manifest["phase_first"].tolist() == ["ED"]  # V2: ED (frame 5) precedes ES (frame 20)
+
+
+def test_invalid_choice_is_a_usage_error(tmp_path):
+    result = runner.invoke(app, ["prepare", "camus", "--root", str(tmp_path), "--labels", "rv"])
+    assert result.exit_code == 2
+
+
+def test_prepare_synthetic_passes_options(tmp_path, monkeypatch):
+    calls = {}
+
+    def fake_write_phantom(out, patients=20, seed=0, *, echonet_beats=2.5, workers=1, progress=None):
+        calls.update(out=Path(out), patients=patients, seed=seed, workers=workers)
+        progress(1, 2)
+        progress(2, 2)
+        root = Path(out)
+        return types.SimpleNamespace(
+            root=root,
+            camus_root=root / "CAMUS_public",
+            echonet_root=root / "EchoNet-Dynamic",
+            truth_path=root / "phantom_truth.json",
+            patients=patients,
+        )
+
+    fake = types.ModuleType("gdkvm.data.synthetic")
+    fake.write_phantom = fake_write_phantom
+    monkeypatch.setitem(sys.modules, "gdkvm.data.synthetic", fake)
+    result = runner.invoke(
+        app, ["prepare", "synthetic", "--out", str(tmp_path / "ph"), "--patients", "3", "--seed", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert calls == {"out": tmp_path / "ph", "patients": 3, "seed": 5, "workers": 1}
+    assert "gdkvm prepare camus --root" in result.output
+
+
+def test_installed_command_reports_one_line_error(tmp_path):
+    missing = tmp_path / "no_such_dataset"
+    out = tmp_path / "prepared"
+    proc = subprocess.run(
+        [str(GDKVM), "prepare", "camus", "--root", str(missing), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines[0] == f"error: {missing}: folder not found"
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_installed_command_strict_bad_case(tmp_path):
+    root = write_camus_dataset(tmp_path / "raw", patients=4, splits=(2, 1, 1))
+    image = root / "database_nifti" / "patient0003" / "patient0003_4CH_half_sequence.nii.gz"
+    image.write_bytes(image.read_bytes()[:100])
+    out = tmp_path / "prepared"
+    proc = subprocess.run(
+        [str(GDKVM), "prepare", "camus", "--root", str(root), "--out", str(out), "--strict", "--size", "16"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    first = [ln for ln in proc.stderr.splitlines() if ln.strip()][0]
+    assert first.startswith(f"error: {image}: cannot read NIfTI")
+    assert not out.exists()
+
+
+def test_prepare_synthetic_for_real_then_both_datasets(tmp_path):
+    out = tmp_path / "synthetic"
+    result = runner.invoke(app, ["prepare", "synthetic", "--out", str(out), "--patients", "1", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert (out / "phantom_truth.json").is_file() and (out / "EchoNet-Dynamic" / "FileList.csv").is_file()
+    assert f"gdkvm prepare camus --root {out}" in result.output
+    prepared = tmp_path / "prepared"
+    for dataset in ("camus", "echonet"):
+        result = runner.invoke(
+            app, ["prepare", dataset, "--root", str(out), "--out", str(prepared), "--size", "32", "--strict"]
+        )
+        assert result.exit_code == 0, result.output
+        assert f"prepared {dataset}" in result.output
+        assert (prepared / dataset / "store.json").is_file()

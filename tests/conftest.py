@@ -1,0 +1,21 @@
+"""Shared pytest setup for the gdkvm test suite."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# Let test modules import shared helpers as `tests.<pkg>.<module>` (e.g. tests.data.fixtures).
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+PHANTOM_PATIENTS = 4  # seed 0: patients 2 and 4 are stored ES -> ED and list ES tracings first
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory):
+    """A small synthetic phantom (CAMUS + EchoNet formats, exact truth), written once per session."""
+    from gdkvm.data.synthetic import write_phantom
+
+    return write_phantom(tmp_path_factory.mktemp("phantom") / "synthetic", patients=PHANTOM_PATIENTS, seed=0)

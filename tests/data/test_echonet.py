@@ -1,0 +1,189 @@
+"""EchoNet reader: CSV validation, tracing grouping, ED/ES by area, masks, video decode, bad cases."""
+
+import numpy as np
+import pytest
+from skimage.draw import polygon as sk_polygon
+
+from gdkvm.data import echonet
+from gdkvm.errors import DataError
+from tests.data.fixtures import (
+    EchoVideoSpec,
+    echonet_background,
+    ellipse_tracing,
+    write_avi,
+    write_echonet_dataset,
+)
+
+HEADER = "FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,Split\n"
+
+
+def test_find_root(tmp_path):
+    root = write_echonet_dataset(tmp_path / "raw", [EchoVideoSpec("V1")])
+    assert echonet.find_echonet_root(root) == root
+    assert echonet.find_echonet_root(tmp_path / "raw") == root
+    assert echonet.find_echonet_root(tmp_path) == root
+    with pytest.raises(DataError, match="no EchoNet-Dynamic dataset found"):
+        echonet.find_echonet_root(root / "Videos")
+
+
+def test_filelist_rows_validated(tmp_path):
+    path = tmp_path / "FileList.csv"
+    path.write_text(
+        HEADER
+        + "A,55.0,30,70,112,112,50,40,TRAIN\n"
+        + "B,abc,30,70,112,112,50,40,VAL\n"
+        + "C,55.0,30,70,112,112,50,40,HOLDOUT\n"
+        + "A,55.0,30,70,112,112,50,40,TEST\n"
+        + "D.avi,60.5,20,50,112,112,50,,TEST\n"
+    )
+    entries, problems = echonet.read_filelist(path)
+    assert list(entries) == ["A"]
+    assert entries["A"].split == "train" and entries["A"].n_frames == 40 and entries["A"].ef == 55.0
+    messages = [str(p) for p in problems]
+    assert all(str(path) in m and "\n" not in m for m in messages)
+    assert any("line 3: non-numeric EF 'abc' (B)" in m for m in messages)
+    assert any("unknown Split 'HOLDOUT'" in m for m in messages)
+    assert any("duplicate FileName A" in m for m in messages)
+    assert any("non-numeric NumberOfFrames" in m and "(D)" in m for m in messages)
+
+
+def test_filelist_header_and_missing_file(tmp_path):
+    path = tmp_path / "FileList.csv"
+    path.write_text("FileName,EF,Split\nA,50,TRAIN\n")
+    with pytest.raises(DataError, match="missing column"):
+        echonet.read_filelist(path)
+    with pytest.raises(DataError, match="file not found"):
+        echonet.read_filelist(tmp_path / "nope.csv")
+
+
+def test_tracings_header_is_exact(tmp_path):
+    path = tmp_path / "VolumeTracings.csv"
+    path.write_text("FileName,X1,Y1,X2,Y2,FrameIndex\nA.avi,1,2,3,4,5\n")
+    with pytest.raises(DataError, match="header FileName,X1,Y1,X2,Y2,FrameIndex is not"):
+        echonet.read_tracings(path)
+
+
+def _tracing_lines(name, frame, rows):
+    return [f"{name}.avi,{x1},{y1},{x2},{y2},{frame}" for x1, y1, x2, y2 in rows]
+
+
+def test_tracings_grouping_repeats_and_bad_counts(tmp_path):
+    rows_a = ellipse_tracing(56, 20, 70, 20)
+    rows_b = ellipse_tracing(56, 25, 60, 14)
+    lines = ["FileName,X1,Y1,X2,Y2,Frame"]
+    lines += (
+        _tracing_lines("A", 10, rows_a) + _tracing_lines("A", 10, rows_b) + _tracing_lines("A", 3, rows_b)
+    )
+    lines += _tracing_lines("B", 4, rows_a[:20]) + _tracing_lines("B", 9, rows_b)  # 20 rows: odd count
+    lines += _tracing_lines("C", 4, rows_a)
+    lines += ["C.avi,1,2,x,4,9"] + _tracing_lines("C", 9, rows_b)[1:]
+    path = tmp_path / "VolumeTracings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    table = echonet.read_tracings(path)
+    assert list(table.videos) == ["A"]
+    frames = table.videos["A"]
+    assert [t.frame for t in frames] == [10, 3]
+    assert frames[0].n_tracings == 2 and table.multi_tracing_frames == 1
+    assert np.allclose(frames[0].coords, rows_a)  # first of the repeated tracings kept
+    assert "B.avi frame 4: 20 rows, not a multiple of 21" in str(table.problems["B"])
+    assert "non-numeric X2 'x'" in str(table.problems["C"])
+
+
+def test_polygon_mask_area_and_disks():
+    rows = ellipse_tracing(56, 20, 70, 20)
+    tracing = echonet.FrameTracing(frame=0, coords=rows)
+    x, y = tracing.polygon()
+    assert np.allclose(x[:20], rows[1:, 0]) and np.allclose(x[20:], rows[:0:-1, 2])
+    assert np.allclose(y[:20], rows[1:, 1]) and np.allclose(y[20:], rows[:0:-1, 3])
+    mask = tracing.mask((112, 112))
+    rr, cc = sk_polygon(np.rint(y).astype(int), np.rint(x).astype(int), (112, 112))
+    expected = np.zeros((112, 112), np.uint8)
+    expected[rr, cc] = 1
+    assert np.array_equal(mask, expected)
+    assert abs(mask.sum() - tracing.area()) / tracing.area() < 0.1
+    # ellipse with semi-axes 35 x 20: area pi*a*b; chords sample it, so a few percent off
+    assert tracing.area() == pytest.approx(np.pi * 35 * 20, rel=0.05)
+    # method of disks on an ellipse of revolution: V = 4/3 pi a b^2
+    assert tracing.disk_volume() == pytest.approx(4 / 3 * np.pi * 35 * 20**2, rel=0.02)
+
+
+def test_coordinates_outside_the_frame_are_clipped():
+    rows = ellipse_tracing(56, -10, 140, 70)  # spills past every border
+    mask = echonet.FrameTracing(frame=0, coords=rows).mask((112, 112))
+    assert mask.shape == (112, 112) and mask.any() and set(np.unique(mask).tolist()) <= {0, 1}
+
+
+def test_index_joins_and_counts_problems(tmp_path):
+    specs = [
+        EchoVideoSpec("V1"),
+        EchoVideoSpec("V2", es_first=True, split="VAL"),
+        EchoVideoSpec("V3", split="TEST"),
+    ]
+    root = write_echonet_dataset(
+        tmp_path,
+        specs,
+        extra_filelist=["UNTRACED,50,20,40,112,112,50,30,TRAIN"],
+        extra_tracings=_tracing_lines("ORPHAN", 2, ellipse_tracing(56, 20, 70, 20)),
+    )
+    (root / "Videos" / "V3.avi").unlink()
+    index = echonet.index_echonet(root)
+    assert [e.info.file_name for e in index.entries] == ["V1", "V2"]
+    assert index.untraced == ["UNTRACED"]
+    messages = [str(p) for p in index.problems]
+    assert any("tracing for ORPHAN.avi which has no FileList.csv row" in m for m in messages)
+    assert any(m.endswith("V3.avi: video file not found") for m in messages)
+
+
+def test_ed_chosen_by_area_even_when_listed_second(tmp_path):
+    root = write_echonet_dataset(tmp_path, [EchoVideoSpec("V1", ed=6, es=21, es_first=True)])
+    entry = echonet.index_echonet(root).entries[0]
+    assert entry.tracings[0].frame == 21  # ES rows come first in the file
+    case = echonet.load_echonet_case(entry)
+    assert (case.ed_frame, case.es_frame) == (6, 21)
+    assert case.ed_mask.sum() > case.es_mask.sum()
+    assert case.video.shape == (30, 112, 112) and case.video.dtype == np.uint8
+    for f in (0, 6, 29):
+        assert abs(int(case.video[f].mean()) - echonet_background(f)) <= 3
+
+
+def test_clip_forms(tmp_path):
+    root = write_echonet_dataset(tmp_path, [EchoVideoSpec("V1", ed=25, es=3)])
+    case = echonet.load_echonet_case(echonet.index_echonet(root).entries[0])
+    idx, ed_first = echonet.clip_indices(case, 10, "floor", "ed-es")
+    assert ed_first and idx[0] == 25 and idx[-1] == 3 and np.all(idx < 30)
+    idx, ed_first = echonet.clip_indices(case, 10, "floor", "earlier-later")
+    assert not ed_first and idx[0] == 3 and idx[-1] == 25 and np.all(np.diff(idx) >= 0)
+
+
+def test_disk_ef_matches_filelist_ef(tmp_path):
+    root = write_echonet_dataset(tmp_path, [EchoVideoSpec("V1", es_first=True)])
+    index = echonet.index_echonet(root)
+    case = echonet.load_echonet_case(index.entries[0])
+    edv, esv = case.ed_tracing.disk_volume(), case.es_tracing.disk_volume()
+    assert 100 * (edv - esv) / edv == pytest.approx(case.info.ef, abs=1e-3)
+
+
+def test_video_that_does_not_decode(tmp_path):
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"RIFF" + b"\x00" * 200)
+    with pytest.raises(DataError, match="video does not decode") as err:
+        echonet.load_video(bad)
+    assert err.value.path == bad
+    with pytest.raises(DataError, match="video file not found"):
+        echonet.load_video(tmp_path / "missing.avi")
+
+
+def test_traced_frame_beyond_decoded_video(tmp_path):
+    root = write_echonet_dataset(tmp_path, [EchoVideoSpec("V1", ed=5, es=20)])
+    write_avi(root / "Videos" / "V1.avi", np.zeros((12, 112, 112), np.uint8))
+    entry = echonet.index_echonet(root).entries[0]
+    with pytest.raises(DataError, match="traced frame 20 >= decoded frame count 12"):
+        echonet.load_echonet_case(entry)
+
+
+def test_wrong_number_of_traced_frames(tmp_path):
+    extra = _tracing_lines("V1", 28, ellipse_tracing(56, 20, 60, 10))
+    root = write_echonet_dataset(tmp_path, [EchoVideoSpec("V1")], extra_tracings=extra)
+    index = echonet.index_echonet(root)
+    assert not index.entries
+    assert "V1.avi has 3 traced frame(s) (5, 20, 28), expected 2" in str(index.problems[0])
