@@ -1,0 +1,244 @@
+"""The 3D left-ventricle shape model: one per patient, deforming along the cardiac cycle.
+
+Heart coordinates (mm): the long axis ``z`` runs from the cavity apex (z = 0) to the mitral plane
+(z = L(m)); ``x`` is the lateral direction of the apical 4-chamber plane (septum at negative x) and ``y``
+the lateral direction of the 2-chamber plane. At height z the cavity cross-section is an ellipse
+
+    ((x - cx) / a)^2 + (y / b)^2 <= 1,   a = A0 p(s) (1 - m g k(s)),   b = B0 p(s) (1 - m q g k(s)),
+
+with s = z / L(m), p the truncated prolate profile, k the radial-shortening profile (apical sparing) and
+m in [0, 1] the contraction level (0 at ED, 1 at ES). The septum moves less than the lateral wall, which
+shifts the centre: cx = -zeta (A0 p - a). The epicardium is the cavity offset by the wall thickness w(m),
+closed by an elliptic cap of depth kappa * w below the apex; w(m) keeps the myocardial volume constant.
+
+Cross-section areas are pi * a * b, so the cavity volume is an exact 1D integral; it is a polynomial in
+m whose coefficients are moments of the profiles (docs/phantom.md derives it).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+_QUAD_NODES = 400
+
+
+@functools.lru_cache(maxsize=1)
+def _unit_quadrature() -> tuple[np.ndarray, np.ndarray]:
+    """Nodes s and weights on [0, 1] after the substitution s = v^2 (smooths the sqrt-like apex)."""
+    v, wv = np.polynomial.legendre.leggauss(_QUAD_NODES)
+    v = 0.5 * (v + 1.0)
+    wv = 0.5 * wv
+    return v * v, wv * 2.0 * v
+
+
+@dataclass(frozen=True)
+class LVShape:
+    """Parameters of one patient's LV (lengths in mm, ratios dimensionless)."""
+
+    length_mm: float  # L0: apex -> mitral plane at ED
+    radius_x_mm: float  # A0: widest cavity semi-axis in the 4CH direction at ED
+    radius_y_mm: float  # B0: widest cavity semi-axis in the 2CH direction at ED
+    truncation: float  # t: the mitral plane lies t * c above the equator of the spheroid
+    apex_power: float  # beta: profile p(s) = (1 - u^2)^(beta / 2)
+    radial_shortening: float  # g: radial shortening at ES where k(s) = 1
+    long_ratio: float  # lambda: base descent at ES is lambda * g of the length
+    ratio_y: float  # q: radial shortening in y relative to x
+    apical_sparing: float  # sigma: k(0) = sigma, k(1) = 1
+    septal_share: float  # zeta: centre shift towards the septum per unit of shortening
+    wall_mm: float  # w0: wall thickness at ED
+    apex_wall_ratio: float  # kappa: apical cap depth relative to the wall thickness
+
+    # ------------------------------------------------------------------ profiles (s in [0, 1])
+    def profile(self, s: np.ndarray) -> np.ndarray:
+        """Normalised radius p(s): 0 at the apex, 1 at the equator, sqrt(1 - t^2)^beta at the base."""
+        u = np.asarray(s) * (1.0 + self.truncation) - 1.0
+        return np.clip(1.0 - u * u, 0.0, None) ** (0.5 * self.apex_power)
+
+    def shortening_profile(self, s: np.ndarray) -> np.ndarray:
+        """Radial shortening weight k(s): ``apical_sparing`` at the apex rising smoothly to 1 at the base."""
+        s = np.clip(np.asarray(s), 0.0, 1.0)
+        smooth = s * s * (3.0 - 2.0 * s)
+        return self.apical_sparing + (1.0 - self.apical_sparing) * smooth
+
+    def length(self, m: np.ndarray | float) -> np.ndarray:
+        """Cavity length L(m) = L0 (1 - lambda g m): the base descends towards the still apex."""
+        return self.length_mm * (1.0 - self.long_ratio * self.radial_shortening * np.asarray(m, dtype=np.float64))
+
+    def semi_axes(self, z: np.ndarray, m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cx, a, b) of the cavity cross-section at heights z; a = b = 0 outside [0, L(m)]."""
+        z = np.asarray(z, dtype=np.float64)
+        length = float(self.length(m))
+        s = z / length
+        inside = (s >= 0.0) & (s <= 1.0)
+        p = self.profile(np.clip(s, 0.0, 1.0))
+        k = self.shortening_profile(s) * self.radial_shortening * m
+        a_ed = self.radius_x_mm * p
+        a = a_ed * (1.0 - k)
+        b = self.radius_y_mm * p * (1.0 - self.ratio_y * k)
+        cx = -self.septal_share * (a_ed - a)
+        return np.where(inside, cx, 0.0), np.where(inside, a, 0.0), np.where(inside, b, 0.0)
+
+    # ------------------------------------------------------------------ exact volumes
+    @functools.cached_property
+    def _moments(self) -> dict[str, float]:
+        s, w = _unit_quadrature()
+        p = self.profile(s)
+        k = self.shortening_profile(s)
+        return {
+            "K0": float(np.sum(w * p * p)),
+            "K1": float(np.sum(w * p * p * k)),
+            "K2": float(np.sum(w * p * p * k * k)),
+            "P0": float(np.sum(w * p)),
+            "P1": float(np.sum(w * p * k)),
+        }
+
+    def volume_mm3(self, m: np.ndarray | float) -> np.ndarray:
+        """Exact cavity volume: V(m) = pi A0 B0 L(m) [K0 - m g (1+q) K1 + m^2 g^2 q K2]."""
+        m = np.asarray(m, dtype=np.float64)
+        mo = self._moments
+        g, q = self.radial_shortening, self.ratio_y
+        poly = mo["K0"] - m * g * (1.0 + q) * mo["K1"] + (m * g) ** 2 * q * mo["K2"]
+        return np.pi * self.radius_x_mm * self.radius_y_mm * self.length(m) * poly
+
+    def volume_ml(self, m: np.ndarray | float) -> np.ndarray:
+        """Exact cavity volume in mL."""
+        return self.volume_mm3(m) / 1000.0
+
+    @property
+    def edv_ml(self) -> float:
+        return float(self.volume_ml(0.0))
+
+    @property
+    def esv_ml(self) -> float:
+        return float(self.volume_ml(1.0))
+
+    @property
+    def ef_percent(self) -> float:
+        edv, esv = self.edv_ml, self.esv_ml
+        return 100.0 * (edv - esv) / edv
+
+    # ------------------------------------------------------------------ myocardium
+    def myocardial_volume_mm3(self, m: np.ndarray | float, wall: np.ndarray | float) -> np.ndarray:
+        """Volume between the epicardium (cavity offset by ``wall`` plus the apical cap) and the cavity."""
+        m = np.asarray(m, dtype=np.float64)
+        wall = np.asarray(wall, dtype=np.float64)
+        mo = self._moments
+        g, q = self.radial_shortening, self.ratio_y
+        perimeter_a = self.radius_x_mm * (mo["P0"] - m * g * mo["P1"])
+        perimeter_b = self.radius_y_mm * (mo["P0"] - m * q * g * mo["P1"])
+        shell = np.pi * self.length(m) * (wall * (perimeter_a + perimeter_b) + wall * wall)
+        cap = 2.0 / 3.0 * np.pi * self.apex_wall_ratio * wall**3
+        return shell + cap
+
+    @functools.cached_property
+    def _wall_table(self) -> tuple[np.ndarray, np.ndarray]:
+        m = np.linspace(0.0, 1.0, 401)
+        target = float(self.myocardial_volume_mm3(0.0, self.wall_mm))
+        lo = np.zeros_like(m)
+        hi = np.full_like(m, 5.0 * self.wall_mm)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            small = self.myocardial_volume_mm3(m, mid) < target
+            lo = np.where(small, mid, lo)
+            hi = np.where(small, hi, mid)
+        return m, 0.5 * (lo + hi)
+
+    def wall_thickness(self, m: np.ndarray | float) -> np.ndarray:
+        """Wall thickness w(m) that keeps the myocardial volume equal to its ED value.
+
+        Solved by bisection on a grid of 401 contraction levels and interpolated (error ~1e-6 mm).
+        """
+        grid, wall = self._wall_table
+        return np.interp(np.asarray(m, dtype=np.float64), grid, wall)
+
+    # ------------------------------------------------------------------ 3D membership and plane cuts
+    def contains(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, m: float) -> np.ndarray:
+        """Boolean mask of points (mm, heart coordinates) inside the cavity at contraction m."""
+        cx, a, b = self.semi_axes(z, m)
+        a = np.maximum(a, 1e-9)
+        b = np.maximum(b, 1e-9)
+        length = float(self.length(m))
+        z = np.asarray(z)
+        return (z >= 0) & (z <= length) & (((x - cx) / a) ** 2 + (y / b) ** 2 <= 1.0)
+
+    def cut(self, z: np.ndarray, m: float, omega: float, wall: float, extra: float = 0.0
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Intersection of a long-axis plane with the cavity and with the offset surface.
+
+        The plane contains the z axis and the direction (cos omega, sin omega) of the short-axis plane
+        (omega = 0: apical 4-chamber, omega = pi/2: 2-chamber). In-plane lateral coordinate l along that
+        direction. Returns, for each z, (c, h, c_epi, h_epi): the cavity occupies |l - c| <= h and the
+        surface offset by ``wall + extra`` occupies |l - c_epi| <= h_epi (including the apical cap
+        of depth kappa * (wall + extra) below z = 0). Zero half-widths mean "not cut".
+        """
+        z = np.asarray(z, dtype=np.float64)
+        cx, a, b = self.semi_axes(z, m)
+        c, h = _ellipse_chord(cx, a, b, omega)
+        offset = wall + extra
+        length = float(self.length(m))
+        in_lv = (z >= 0.0) & (z <= length)
+        ce, he = _ellipse_chord(cx, a + offset, b + offset, omega)
+        cap_depth = self.apex_wall_ratio * offset
+        in_cap = (z < 0.0) & (z >= -cap_depth)
+        cap_half = offset * np.sqrt(np.clip(1.0 - (z / max(cap_depth, 1e-9)) ** 2, 0.0, None))
+        h_epi = np.where(in_lv, he, np.where(in_cap, cap_half, 0.0))
+        c_epi = np.where(in_lv, ce, 0.0)
+        return np.where(in_lv, c, 0.0), np.where(in_lv, h, 0.0), c_epi, h_epi
+
+
+def _ellipse_chord(cx: np.ndarray, a: np.ndarray, b: np.ndarray, omega: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half-length of the chord cut from ellipse ((x-cx)/a)^2 + (y/b)^2 <= 1 by the line
+    through the origin with direction (cos omega, sin omega)."""
+    co, so = np.cos(omega), np.sin(omega)
+    a = np.maximum(a, 1e-9)
+    b = np.maximum(b, 1e-9)
+    qa = co * co / (a * a) + so * so / (b * b)
+    qb = cx * co / (a * a)
+    qc = cx * cx / (a * a) - 1.0
+    disc = np.clip(qb * qb - qa * qc, 0.0, None)
+    return qb / qa, np.sqrt(disc) / qa
+
+
+def solve_radial_shortening(shape: LVShape, ef_percent: float, max_shortening: float) -> float:
+    """The radial shortening g that gives ``ef_percent`` (bisection; clipped to [0.02, max_shortening])."""
+    lo, hi = 0.02, max_shortening
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        ef = _with(shape, radial_shortening=mid).ef_percent
+        if ef < ef_percent:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _with(shape: LVShape, **changes: float) -> LVShape:
+    from dataclasses import replace
+
+    return replace(shape, **changes)
+
+
+def sample_shape(rng: np.random.Generator, ef_percent: float) -> LVShape:
+    """Draw a patient's LV with a target EF (%): low EF comes with a dilated, thinner-walled ventricle."""
+    dilation = float(np.clip((55.0 - ef_percent) / 40.0, 0.0, 1.0)) * rng.uniform(0.6, 1.0)
+    radius = rng.uniform(20.0, 25.0) * (1.0 + 0.28 * dilation)
+    shape = LVShape(
+        length_mm=rng.uniform(72.0, 92.0) * (1.0 + 0.12 * dilation),
+        radius_x_mm=radius * rng.uniform(0.97, 1.06),
+        radius_y_mm=radius * rng.uniform(0.92, 1.02),
+        truncation=rng.uniform(0.62, 0.78),
+        apex_power=rng.uniform(0.85, 1.05),
+        radial_shortening=0.3,
+        long_ratio=rng.uniform(0.32, 0.45),
+        ratio_y=rng.uniform(0.9, 1.08),
+        apical_sparing=rng.uniform(0.45, 0.7),
+        septal_share=rng.uniform(0.15, 0.35),
+        wall_mm=rng.uniform(8.0, 10.5) * (1.0 - 0.2 * dilation),
+        apex_wall_ratio=rng.uniform(0.7, 0.9),
+    )
+    max_g = 0.72 / max(1.0, shape.ratio_y)
+    g = solve_radial_shortening(shape, ef_percent, max_g)
+    return _with(shape, radial_shortening=g)
