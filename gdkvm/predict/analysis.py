@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from gdkvm.metrics.clinical import safe_volume_single_plane
@@ -35,6 +36,27 @@ class RecordingAnalysis:
         return self.phases.reason or "no beat with a measurable ED and ES volume"
 
 
+#: Masks are measured on a grid whose long side is at least this many pixels (see measure_volume).
+MEASURE_MIN_SIDE = 448
+
+
+def measure_volume(mask: np.ndarray, spacing: tuple[float, float] | None) -> float:
+    """Single-plane disk volume of one mask, measured on an upsampled grid.
+
+    The CAMUS diameter routine starts each half-chord 8 px from the long axis, so on a 112-px EchoNet
+    frame every disk is at least 16 px wide and small (end-systolic) cavities are overestimated: on the
+    phantom this biased EF 4-9 points low. Upsampling the mask (linear interpolation of the 0/1 mask,
+    threshold 0.5) until its long side is >= MEASURE_MIN_SIDE px removes the bias (within ~1.5 points of
+    the exact EF on the phantom). Volumes stay in the input grid's units (mL with spacing, else px^3).
+    """
+    factor = max(1, int(np.ceil(MEASURE_MIN_SIDE / max(mask.shape))))
+    if factor > 1:
+        mask = cv2.resize(mask.astype(np.float32), None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR) > 0.5
+    if spacing is not None:
+        return safe_volume_single_plane(mask, (spacing[0] / factor, spacing[1] / factor))
+    return safe_volume_single_plane(mask, None) / factor**3
+
+
 def analyse_masks(masks: np.ndarray, fps: float, spacing: tuple[float, float] | None = None) -> RecordingAnalysis:
     """masks (T, H, W) {0,1} -> areas, disk volumes, ED/ES per beat (detected on the area curve), EF per beat.
 
@@ -44,7 +66,7 @@ def analyse_masks(masks: np.ndarray, fps: float, spacing: tuple[float, float] | 
     masks = np.asarray(masks).astype(bool)
     pixel_area = spacing[0] * spacing[1] if spacing is not None else 1.0
     areas = masks.reshape(len(masks), -1).sum(axis=1).astype(np.float64) * pixel_area
-    volumes = np.array([safe_volume_single_plane(m, spacing) if m.any() else np.nan for m in masks])
+    volumes = np.array([measure_volume(m, spacing) if m.any() else np.nan for m in masks])
     # Volumes with gaps (failed frames) fall back to the area-based size for EF at that frame.
     finite = np.isfinite(volumes)
     ef_volumes = volumes if finite.all() else np.where(finite, volumes, np.nan)

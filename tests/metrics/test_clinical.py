@@ -291,3 +291,31 @@ def test_agreement_too_few_points_is_nan():
     assert math.isnan(out["sd"]) and math.isnan(out["pearson_r"]) and math.isnan(out["loa_low"])
     empty = ef_agreement([], [])
     assert empty["n"] == 0 and math.isnan(empty["bias"]) and math.isnan(empty["mae"])
+
+
+def test_biplane_step_rules_on_the_phantom(phantom):
+    """On the phantom (exact 3D volumes), the per-instant step matches the exact EF; the official
+    max-over-four-masks step inflates ESV because the long axis shortens in systole."""
+    import json
+
+    import nibabel as nib
+
+    from gdkvm.metrics.clinical import biplane_ef
+
+    truth = json.loads(phantom.truth_path.read_text())["camus"]
+    root = phantom.camus_root / "database_nifti"
+    for patient, info in truth.items():
+        masks = {}
+        for view in ("2CH", "4CH"):
+            for phase in ("ED", "ES"):
+                img = nib.load(str(root / patient / f"{patient}_{view}_{phase}_gt.nii.gz"))
+                zooms = img.header.get_zooms()
+                masks[view, phase] = (np.asarray(img.dataobj).T == 1, (zooms[1], zooms[0]))
+        args = (masks["2CH", "ED"][0], masks["2CH", "ES"][0], masks["4CH", "ED"][0], masks["4CH", "ES"][0],
+                masks["2CH", "ED"][1], masks["4CH", "ED"][1])
+        per_instant = biplane_ef(*args, step_rule="per-instant")
+        official = biplane_ef(*args)
+        assert per_instant.ef == pytest.approx(info["EF"], abs=2.0)
+        assert per_instant.edv == pytest.approx(info["EDV"], rel=0.05)
+        assert official.esv > per_instant.esv
+        assert official.ef < per_instant.ef
