@@ -1,0 +1,127 @@
+"""``gdkvm evaluate``: score a trained run on a split and print the metrics table."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from gdkvm.cli.common import console, progress_callback
+
+
+class Mode(str, Enum):
+    clean = "clean"
+    memsam = "memsam"
+    legacy = "gdkvm-legacy"
+
+
+class Split(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Checkpoint(str, Enum):
+    auto = "auto"
+    best = "best"
+    last = "last"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{scale * float(value):.{digits}f}"
+
+
+def _cell(entry: dict[str, Any], scale: float) -> str:
+    mean = _fmt(entry.get("mean"), scale)
+    low, high = _fmt(entry.get("ci_low"), scale, 1), _fmt(entry.get("ci_high"), scale, 1)
+    return mean if low == "-" else f"{mean} [dim][{low}, {high}][/]"
+
+
+def segmentation_table(summary: dict[str, Any]) -> Table:
+    """Metrics as rows, overall / ED / ES as columns: mean and bootstrap 95% CI (Dice, IoU x100)."""
+    unit = summary.get("unit") or "px"
+    title = (f"{summary['run']} on {summary['dataset']}/{summary['split']} "
+             f"({summary['mode']}, {summary['checkpoint']}, {summary['n_videos']} videos)")
+    blocks = summary["segmentation"]
+    table = Table(title=title, header_style="bold", caption="mean [95% CI, patients resampled]")
+    table.add_column("metric", no_wrap=True)
+    for phase in blocks:
+        table.add_column(phase, justify="right", no_wrap=True)
+    table.add_row("frames", *(str(b["n_frames"]) for b in blocks.values()))
+    rows = (("Dice x100", "dice", 100.0), ("IoU x100", "iou", 100.0),
+            (f"HD95 ({unit})", "hd95", 1.0), (f"ASD ({unit})", "asd", 1.0))
+    for label, key, scale in rows:
+        table.add_row(label, *(_cell(b[key], scale) for b in blocks.values()))
+    return table
+
+
+_METHOD_LABELS = {"biplane-simpson": "biplane", "single-plane-simpson": "1-plane", "area-length": "area-len"}
+_REFERENCE_LABELS = {"pred_vs_ref_masks": "ref masks", "pred_vs_manifest": "dataset",
+                     "ref_masks_vs_manifest": "ref~dataset"}
+
+
+def ef_table(summary: dict[str, Any]) -> Table | None:
+    """EF agreement per method (biplane / single-plane Simpson, area-length) and reference: n, Pearson r,
+    bias, SD (ddof=1), MAE. Limits of agreement and the MemSAM-style numbers are in summary.json."""
+    if not summary.get("ef"):
+        return None
+    table = Table(title="ejection fraction (%), prediction - reference", header_style="bold",
+                  caption="ref~dataset: EF of the reference masks vs the dataset's EF")
+    for col in ("method", "reference", "n", "r", "bias", "SD", "MAE"):
+        table.add_column(col, justify="left" if col in ("method", "reference") else "right", no_wrap=True)
+    for method, block in summary["ef"].items():
+        for key, label in _REFERENCE_LABELS.items():
+            a = block[key]
+            table.add_row(_METHOD_LABELS.get(method, method), label, str(a.get("n")),
+                          _fmt(a.get("pearson_r"), digits=3), _fmt(a.get("bias"), digits=1),
+                          _fmt(a.get("sd"), digits=1), _fmt(a.get("mae"), digits=1))
+    return table
+
+
+def evaluate(
+    run: Annotated[Path, typer.Option("--run", help="Training run folder (config.yaml + checkpoint).")],
+    split: Annotated[Split, typer.Option("--split", help="Split to score.")] = Split.test,
+    data: Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder [default: the run's].")] = None,
+    mode: Annotated[Mode, typer.Option("--mode", help="Metric protocol: clean | memsam | gdkvm-legacy.")] = Mode.clean,
+    checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="auto (best, else last) | best | last.")] = Checkpoint.auto,
+    device: Annotated[Device, typer.Option("--device", help="auto | cpu | cuda.")] = Device.auto,
+    batch: Annotated[int, typer.Option("--batch", help="Clips streamed side by side.")] = 8,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% CIs.")] = 1000,
+) -> None:
+    """Stream a split through the model frame by frame and write per-frame / per-video / EF tables.
+
+    Output: RUN/eval/SPLIT/ (clean) or RUN/eval/SPLIT-MODE/ with per_frame.csv, per_video.csv, ef.csv,
+    summary.json and predictions.npy.
+
+    [bold]Examples[/]
+
+      gdkvm evaluate --run results/runs/camus-full-paper
+
+      gdkvm evaluate --run results/runs/camus-full-paper --split val --mode memsam
+    """
+    from gdkvm.engine.evaluate import evaluate_run
+
+    with progress_callback(f"evaluate {split.value}") as update:
+        result = evaluate_run(run, split.value, data=data, mode=mode.value, checkpoint=checkpoint.value,
+                              device=device.value, batch=batch, n_boot=n_boot,
+                              progress=lambda done, total: update(done, total))
+    from gdkvm.engine.evaluate import _json_safe
+
+    summary = _json_safe(result.summary)
+    console.print(segmentation_table(summary))
+    ef = ef_table(summary)
+    if ef is not None:
+        console.print(ef)
+    console.print(f"tables written to {result.out_dir}", soft_wrap=True)

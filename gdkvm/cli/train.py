@@ -1,0 +1,172 @@
+"""``gdkvm train``: train a variant on a prepared dataset with the paper's recipe (or resume a run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from gdkvm.cli.common import console, progress_callback
+from gdkvm.errors import ConfigError
+
+
+class Supervision(str, Enum):
+    ends = "ends"
+    full = "full"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _inside_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _flags(options: dict[str, Any]) -> list[str]:
+    """Command-line flags re-creating the given (non-None) options for a torchrun worker."""
+    args: list[str] = []
+    for flag, value in options.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(flag)
+        else:
+            args += [flag, str(value.value if isinstance(value, Enum) else value)]
+    return args
+
+
+def parse_model_set(items: list[str]) -> dict[str, Any]:
+    """``["freeze_bn=true", "decay_form=official"]`` -> ``{"freeze_bn": True, "decay_form": "official"}``.
+
+    Values are read as YAML scalars (numbers, true/false, strings).
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"--model-set {item!r}: value is not a YAML scalar") from None
+    return out
+
+
+def _print_result(run_dir: Path) -> None:
+    done_file = run_dir / "train_done.json"
+    table = Table(title=f"run {run_dir.name}", header_style="bold", show_header=False)
+    table.add_column("item")
+    table.add_column("value")
+    table.add_row("folder", str(run_dir))
+    if done_file.is_file():
+        done = json.loads(done_file.read_text(encoding="utf-8"))
+        table.add_row("iterations", str(done.get("iteration")))
+        table.add_row("last loss", f"{done['last_loss']:.4f}" if done.get("last_loss") is not None else "-")
+        best = done.get("best_dice")
+        table.add_row("best val Dice", "-" if best is None else f"{100 * best:.2f} (iteration {done.get('best_iteration')})")
+    else:
+        table.add_row("status", "stopped before the last iteration (continue with --resume)")
+    for name in ("checkpoint_last.safetensors", "checkpoint_best.safetensors", "trainer_state.pt", "metrics.jsonl"):
+        if (run_dir / name).is_file():
+            table.add_row("file", name)
+    console.print(table)
+    console.print(f"next: [bold]gdkvm evaluate --run {run_dir}[/]", soft_wrap=True)
+
+
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Prepared dataset folder (PREPARED/<dataset>, with train/ val/ test/).")],
+    variant: Annotated[str, typer.Option("--variant", help="Model variant (see `gdkvm variants`).")] = "full",
+    preset: Annotated[str, typer.Option("--preset", help="Model size preset: paper | tiny.")] = "paper",
+    iterations: Annotated[int | None, typer.Option("--iterations", help="Training iterations [default: 1500].")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch (clips) [default: 10].")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate [default: 1e-4].")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of init, data order and augmentation [default: 0].")] = None,
+    supervision: Annotated[Supervision | None, typer.Option("--supervision", help="ends: first + last frame (paper); full: every labelled frame [default: ends].")] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="auto | cpu | cuda [default: auto].")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder holding run folders.")] = Path("results/runs"),
+    name: Annotated[str | None, typer.Option("--name", help="Run folder name [default: <dataset>-<variant>-<preset>].")] = None,
+    val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N iterations [default: 250].")] = None,
+    ckpt_every: Annotated[int | None, typer.Option("--ckpt-every", help="Checkpoint every N iterations [default: 250].")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")] = False,
+    backbone_weights: Annotated[Path | None, typer.Option("--backbone-weights", help="torchvision ResNet ImageNet weights (.pth / .safetensors).")] = None,
+    nproc: Annotated[int, typer.Option("--nproc", help="Processes for DDP (launched with torchrun).")] = 1,
+    workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes [default: 0].")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast on GPU [default: on].", show_default=False)] = None,
+    augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Training augmentations [default: on].", show_default=False)] = None,
+    model_set: Annotated[list[str] | None, typer.Option("--model-set", help="Model config override KEY=VALUE (repeatable), e.g. freeze_bn=true.")] = None,
+) -> None:
+    """Train a GDKVM variant: AdamW 1e-4, batch 10, 1500 iterations, grad-norm clip 3, CE + soft Dice.
+
+    The run folder gets config.yaml, metrics.jsonl (loss, lr, grad norm, alpha/beta statistics per step,
+    validation Dice), checkpoint_last / checkpoint_best (.safetensors) and trainer_state.pt for --resume.
+
+    [bold]Examples[/]
+
+      gdkvm train --data data/prepared/camus --variant full --preset paper
+
+      gdkvm train --data data/prepared/camus --variant wo-alpha --preset tiny --iterations 20
+
+      gdkvm train --data data/prepared/camus --variant full --resume
+
+      gdkvm train --data data/prepared/camus --nproc 2 --device cpu
+    """
+    from gdkvm.engine.config import TrainConfig, load_train_config
+    from gdkvm.engine.distributed import launch_torchrun
+    from gdkvm.engine.train import train_run
+
+    given = {
+        "iterations": iterations, "batch_size": batch_size, "lr": lr, "seed": seed,
+        "supervision": supervision.value if supervision else None, "device": device.value if device else None,
+        "val_every": val_every, "ckpt_every": ckpt_every, "workers": workers, "amp": amp, "augment": augment,
+        "backbone_weights": str(backbone_weights) if backbone_weights else None,
+        "model_overrides": parse_model_set(model_set) if model_set else None,
+    }
+    identity = TrainConfig(data=str(data), variant=variant, preset=preset, name=name or "")
+    run_dir = out / identity.run_name
+
+    if nproc > 1 and not _inside_torchrun():
+        flags = {"--data": data, "--variant": variant, "--preset": preset, "--out": out, "--name": identity.run_name,
+                 "--iterations": iterations, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
+                 "--supervision": supervision, "--device": device, "--val-every": val_every,
+                 "--ckpt-every": ckpt_every, "--resume": resume, "--backbone-weights": backbone_weights,
+                 "--workers": workers}
+        args = _flags(flags)
+        if amp is not None:
+            args.append("--amp" if amp else "--no-amp")
+        if augment is not None:
+            args.append("--augment" if augment else "--no-augment")
+        for item in model_set or []:
+            args += ["--model-set", item]
+        console.print(f"launching {nproc} processes with torchrun", soft_wrap=True)
+        launch_torchrun(nproc, ["gdkvm.cli.main", "train", *args])
+        _print_result(run_dir)
+        return
+
+    config_file = run_dir / "config.yaml"
+    if resume and config_file.is_file():
+        # Unspecified options keep the values the run was started with.
+        saved = load_train_config(config_file)
+        base = dataclasses.replace(saved, data=str(data), name=name or saved.name)
+    else:
+        base = identity
+    cfg = base.with_overrides(**given)
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if main_rank:
+        console.print(f"[bold]{'resuming' if resume else 'training'}[/] {cfg.variant} ({cfg.preset}) on "
+                      f"{cfg.data} -> {run_dir}", soft_wrap=True)
+        with progress_callback("train", total=cfg.iterations) as update:
+            train_run(cfg, out, resume=resume, progress=update, log=console.print)
+        if not _inside_torchrun():  # under torchrun the launching process prints the result
+            _print_result(run_dir)
+    else:
+        train_run(cfg, out, resume=resume)

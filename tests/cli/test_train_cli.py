@@ -1,0 +1,101 @@
+"""`gdkvm train` / `gdkvm evaluate` / `gdkvm ablate` through the Typer app on a tiny phantom store."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gdkvm.cli.main import app
+from gdkvm.errors import ConfigError, GdkvmError
+from tests.engine.fixtures import build_store
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_torch_thread():
+    """One intra-op thread: as fast for the tiny model, and immune to a busy machine (see tests/engine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def prepared_store(tmp_path_factory):
+    """The tiny phantom store of the engine tests (built once per session)."""
+    return build_store(tmp_path_factory)
+
+
+def test_train_then_evaluate_prints_the_metrics_table(prepared_store, tmp_path):
+    result = runner.invoke(app, ["train", "--variant", "wo-alpha", "--preset", "tiny", "--iterations", "20",
+                                 "--data", str(prepared_store), "--batch-size", "2", "--device", "cpu",
+                                 "--val-every", "10", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "camus-wo-alpha-tiny"
+    assert json.loads((run / "train_done.json").read_text())["iteration"] == 20
+    assert "best val Dice" in result.output and "camus-wo-alpha-tiny" in result.output
+
+    result = runner.invoke(app, ["evaluate", "--run", str(run), "--device", "cpu", "--n-boot", "100"])
+    assert result.exit_code == 0, result.output
+    for text in ("Dice x100", "IoU x100", "HD95 (mm)", "ASD (mm)", "overall", "ED", "ES", "ejection fraction",
+                 "biplane", "area-len"):
+        assert text in result.output, text
+    assert (run / "eval" / "test" / "summary.json").is_file()
+
+
+def test_resume_keeps_the_options_the_run_started_with(prepared_store, tmp_path):
+    common = ["train", "--data", str(prepared_store), "--preset", "tiny", "--device", "cpu", "--out", str(tmp_path),
+              "--name", "r"]
+    first = runner.invoke(app, [*common, "--iterations", "2", "--batch-size", "2", "--lr", "0.001"])
+    assert first.exit_code == 0, first.output
+    # no --batch-size / --lr: the saved 2 / 0.001 are kept (the defaults 10 / 1e-4 would be refused)
+    second = runner.invoke(app, [*common, "--resume", "--iterations", "3"])
+    assert second.exit_code == 0, second.output
+    records = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+    refused = runner.invoke(app, [*common, "--resume", "--seed", "9"])
+    assert isinstance(refused.exception, ConfigError) and "seed" in str(refused.exception)
+
+
+def test_train_errors_are_domain_errors(tmp_path):
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "none" / "camus"), "--preset", "tiny",
+                                 "--device", "cpu", "--out", str(tmp_path)])
+    assert isinstance(result.exception, GdkvmError)
+    result = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "missing-run"), "--device", "cpu"])
+    assert isinstance(result.exception, GdkvmError) and "run folder not found" in str(result.exception)
+    result = runner.invoke(app, ["train", "--data", "x/camus", "--model-set", "freeze_bn"])
+    assert isinstance(result.exception, ConfigError) and "KEY=VALUE" in str(result.exception)
+
+
+def test_nproc_relaunches_through_torchrun(monkeypatch, tmp_path):
+    import gdkvm.engine.distributed as dist_mod
+
+    seen = {}
+
+    def fake_launch(nproc, module_args, env=None):
+        seen["nproc"], seen["args"] = nproc, list(module_args)
+
+    monkeypatch.setattr(dist_mod, "launch_torchrun", fake_launch)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    result = runner.invoke(app, ["train", "--data", "d/camus", "--preset", "tiny", "--nproc", "2", "--device", "cpu",
+                                 "--batch-size", "4", "--out", str(tmp_path), "--model-set", "freeze_bn=true",
+                                 "--no-augment"])
+    assert result.exit_code == 0, result.output
+    args = seen["args"]
+    assert seen["nproc"] == 2 and args[:2] == ["gdkvm.cli.main", "train"]
+    assert "--nproc" not in args
+    for flag, value in (("--name", "camus-full-tiny"), ("--batch-size", "4"), ("--device", "cpu"),
+                        ("--model-set", "freeze_bn=true")):
+        assert args[args.index(flag) + 1] == value
+    assert "--no-augment" in args
+
+
+def test_parse_model_set():
+    from gdkvm.cli.train import parse_model_set
+
+    assert parse_model_set(["freeze_bn=true", "decay_form=official", "key_dim=8"]) == {
+        "freeze_bn": True, "decay_form": "official", "key_dim": 8}
+    with pytest.raises(ConfigError):
+        parse_model_set(["=3"])
