@@ -294,10 +294,18 @@ def ef_table(pred: np.ndarray, masks: np.ndarray, labeled: np.ndarray, manifest:
       mL with the manifest spacing (one step size over the four masks, as the official script).
     - Otherwise (EchoNet): single-plane Simpson per clip, pixel units.
     - Both: the legacy GDKVM single-view area-length EF per clip (percent), pixel units.
+    - Both, "clean" variants (``*-clean``): the same disk methods measured on masks upsampled to a
+      448-px grid with the per-instant step (see ``clean_biplane_ef``); at 128-256 px the official
+      routine's fixed 8-px walk start inflates small end-systolic cavities.
     ``ef_manifest`` is the dataset's own EF (CAMUS cfg / EchoNet FileList). Unmeasurable masks give NaN.
     Returns a DataFrame with EF_COLUMNS.
     """
-    from gdkvm.metrics.clinical import safe_biplane_ef, safe_single_plane_ef
+    from gdkvm.metrics.clinical import (
+        clean_biplane_ef,
+        clean_single_plane_ef,
+        safe_biplane_ef,
+        safe_single_plane_ef,
+    )
 
     rows: list[dict[str, Any]] = []
     phases = {n: _ed_es(pred, masks, labeled, manifest.iloc[n], n) for n in range(pred.shape[0])}
@@ -320,8 +328,11 @@ def ef_table(pred: np.ndarray, masks: np.ndarray, labeled: np.ndarray, manifest:
             pred_ef = safe_biplane_ef(p2ed, p2es, p4ed, p4es, s2, s4)
             ref_ef = safe_biplane_ef(r2ed, r2es, r4ed, r4es, s2, s4)
             manifest_ef = float(manifest.iloc[n4].get("ef", math.nan))
-            rows.append(_ef_row("biplane-simpson", patient, patient, "2CH+4CH", pred_ef, ref_ef, manifest_ef,
-                                "mL" if s2 is not None else "px^3"))
+            unit = "mL" if s2 is not None else "px^3"
+            rows.append(_ef_row("biplane-simpson", patient, patient, "2CH+4CH", pred_ef, ref_ef, manifest_ef, unit))
+            rows.append(_ef_row("biplane-simpson-clean", patient, patient, "2CH+4CH",
+                                clean_biplane_ef(p2ed, p2es, p4ed, p4es, s2, s4),
+                                clean_biplane_ef(r2ed, r2es, r4ed, r4es, s2, s4), manifest_ef, unit))
     for n in range(pred.shape[0]):
         if phases[n] is None:
             continue
@@ -332,6 +343,8 @@ def ef_table(pred: np.ndarray, masks: np.ndarray, labeled: np.ndarray, manifest:
         if dataset != "camus":
             rows.append(_ef_row("single-plane-simpson", case, patient, view, safe_single_plane_ef(p_ed, p_es),
                                 safe_single_plane_ef(r_ed, r_es), manifest_ef, "px^3"))
+            rows.append(_ef_row("single-plane-simpson-clean", case, patient, view, clean_single_plane_ef(p_ed, p_es),
+                                clean_single_plane_ef(r_ed, r_es), manifest_ef, "px^3"))
         rows.append(_ef_row("area-length", case, patient, view, _area_length(p_ed, p_es),
                             _area_length(r_ed, r_es), manifest_ef, "px^3"))
     return pd.DataFrame(rows, columns=list(EF_COLUMNS))

@@ -435,3 +435,67 @@ def ef_agreement(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.n
         "legacy_std": float(np.std(d)) if n else nan,
         "legacy_corr": corr,
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resolution-robust ("clean") disk measurements
+
+#: Masks are measured on a grid whose long side is at least this many pixels.
+MEASURE_MIN_SIDE = 448
+
+
+def upsample_for_disks(mask: np.ndarray, spacing: Sequence[float] | None,
+                       min_side: int = MEASURE_MIN_SIDE) -> tuple[np.ndarray, tuple[float, float] | None, int]:
+    """Upsample a mask so the disk routine's fixed pixel constants stop dominating small cavities.
+
+    The diameter walk starts 8 px from the long axis, so on a 112-128 px frame every disk is at least
+    16 px wide and end-systolic cavities are overestimated (on the phantom: EF 4-9 points low). The mask
+    is upsampled by an integer factor f (linear interpolation of the 0/1 mask, threshold 0.5) until its
+    long side is >= ``min_side``. Returns (mask, spacing / f or None, f); px^3 volumes on the new grid
+    are f^3 times those of the input grid.
+    """
+    import cv2
+
+    mask = as_binary_mask(mask, "mask")
+    factor = max(1, int(np.ceil(min_side / max(mask.shape))))
+    if factor > 1:
+        mask = cv2.resize(mask.astype(np.float32), None, fx=factor, fy=factor,
+                          interpolation=cv2.INTER_LINEAR) > 0.5
+    new_spacing = None if spacing is None else (float(spacing[0]) / factor, float(spacing[1]) / factor)
+    return mask, new_spacing, factor
+
+
+def clean_volume_single_plane(mask: np.ndarray, spacing: Sequence[float] | None = None) -> float:
+    """Single-plane disk volume measured on the upsampled grid, in the input grid's units; NaN if unmeasurable."""
+    up, sp, factor = upsample_for_disks(mask, spacing)
+    vol = safe_volume_single_plane(up, sp)
+    return vol if spacing is not None else vol / factor**3
+
+
+def clean_single_plane_ef(ed: np.ndarray, es: np.ndarray, spacing: Sequence[float] | None = None) -> EFResult:
+    """Single-plane EF from :func:`clean_volume_single_plane` at ED and ES (NaN when unmeasurable)."""
+    edv, esv = clean_volume_single_plane(ed, spacing), clean_volume_single_plane(es, spacing)
+    return EFResult(edv, esv, ef_from_volumes(edv, esv), float("nan"), False, "single-plane-simpson-clean")
+
+
+def clean_biplane_ef(
+    ed_2ch: np.ndarray,
+    es_2ch: np.ndarray,
+    ed_4ch: np.ndarray,
+    es_4ch: np.ndarray,
+    spacing_2ch: Sequence[float] | None,
+    spacing_4ch: Sequence[float] | None,
+) -> EFResult:
+    """Biplane EF on upsampled masks with the per-instant step (see :func:`biplane_ef`); NaN when unmeasurable.
+
+    Both views are upsampled by the same factor so pixel-unit volumes stay comparable.
+    """
+    side = max(max(np.shape(m)) for m in (ed_2ch, es_2ch, ed_4ch, es_4ch))
+    factor = max(1, int(np.ceil(MEASURE_MIN_SIDE / side)))
+    ups = [upsample_for_disks(m, s, min_side=factor * max(np.shape(m)))
+           for m, s in ((ed_2ch, spacing_2ch), (es_2ch, spacing_2ch), (ed_4ch, spacing_4ch), (es_4ch, spacing_4ch))]
+    res = safe_biplane_ef(ups[0][0], ups[1][0], ups[2][0], ups[3][0], ups[0][1], ups[2][1], step_rule="per-instant")
+    if spacing_2ch is None:
+        f3 = float(ups[0][2]) ** 3
+        res = EFResult(res.edv / f3, res.esv / f3, res.ef, res.step, res.swapped, res.method)
+    return EFResult(res.edv, res.esv, res.ef, res.step, res.swapped, "biplane-simpson-clean")

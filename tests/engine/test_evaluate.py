@@ -56,7 +56,7 @@ def test_evaluate_writes_documented_tables(trained_run, prepared_store):
     assert set(frames.loc[frames["phase"] == "ES", "frame"]) == {t - 1}
     assert set(frames["unit"]) == {"mm"}  # CAMUS spacing is known
     assert len(videos) == n
-    assert set(ef["method"]) == {"biplane-simpson", "area-length"}
+    assert set(ef["method"]) == {"biplane-simpson", "biplane-simpson-clean", "area-length"}
     assert (ef["method"] == "biplane-simpson").sum() == test.manifest["patient"].nunique()
 
     preds = np.load(out / "predictions.npy")
@@ -91,7 +91,7 @@ def test_evaluate_on_an_echonet_store_uses_pixels_and_single_plane(trained_run, 
     assert len(phases) == 2 * len(result.per_video) == (phases == "ED").sum() + (phases == "ES").sum()
     assert (phases == "ED").sum() == (phases == "ES").sum()
     assert set(result.per_frame["unit"]) == {"px"}
-    assert set(result.ef["method"]) == {"single-plane-simpson", "area-length"}
+    assert set(result.ef["method"]) == {"single-plane-simpson", "single-plane-simpson-clean", "area-length"}
     assert result.summary["dataset"] == "echonet"
 
 
@@ -112,7 +112,7 @@ def test_reference_masks_as_predictions_score_perfectly(prepared_store):
     assert agreement["bias"] == pytest.approx(0.0) and agreement["mae"] == pytest.approx(0.0)
     # EchoNet-style: single-plane Simpson per clip instead of biplane
     single = ef_table(ref, test.masks, np.asarray(test.labeled), test.manifest, "echonet")
-    assert set(single["method"]) == {"single-plane-simpson", "area-length"}
+    assert set(single["method"]) == {"single-plane-simpson", "single-plane-simpson-clean", "area-length"}
     assert set(single.loc[single["method"] == "single-plane-simpson", "volume_unit"]) == {"px^3"}
 
 
