@@ -358,11 +358,13 @@ def _write_store_json(
     bad: list[BadCase],
     untraced: list[str],
     notes: list[str],
+    phantom: bool = False,
 ) -> None:
     meta = {
         "format": STORE_FORMAT,
         "dataset": dataset,
         "source": source,
+        "phantom": phantom,
         "gdkvm_version": __version__,
         "options": options,
         "inputs_sha256": inputs,
@@ -373,6 +375,11 @@ def _write_store_json(
         "files": _split_file_hashes(tmp),
     }
     (tmp / STORE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def is_phantom_root(root: Path) -> bool:
+    """True when a raw dataset folder was written by gdkvm's synthetic phantom (its marker files)."""
+    return (root / "README_PHANTOM.txt").is_file() or (root.parent / "phantom_truth.json").is_file()
 
 
 def _fmt_indices(indices: np.ndarray) -> str:
@@ -568,7 +575,8 @@ def prepare_camus(
             raise
         for w in writers.values():
             w.close()
-        _write_store_json(tmp, "camus", root.name, options, digest, counts, bad, [], notes)
+        _write_store_json(tmp, "camus", root.name, options, digest, counts, bad, [], notes,
+                          phantom=is_phantom_root(root))
     return PrepareSummary(
         dataset="camus",
         out_dir=dataset_dir,
@@ -703,7 +711,8 @@ def prepare_echonet(
             raise
         for w in writers.values():
             w.close()
-        _write_store_json(tmp, "echonet", root.name, options, digest, counts, bad, index.untraced, notes)
+        _write_store_json(tmp, "echonet", root.name, options, digest, counts, bad, index.untraced, notes,
+                          phantom=is_phantom_root(root))
     return PrepareSummary(
         dataset="echonet",
         out_dir=dataset_dir,

@@ -193,3 +193,13 @@ def test_clip_dataset_on_phantom(prepared):
     assert item["images"].shape == (10, 1, ECHO_SIZE, ECHO_SIZE)
     assert item["labeled"].tolist() == [True] + [False] * 8 + [True]
     assert set(item["masks"].unique().tolist()) <= {0, 1}
+
+
+def test_store_records_phantom_provenance(phantom, tmp_path):
+    import json
+
+    from gdkvm.data.store import prepare_echonet
+
+    prepare_echonet(phantom.root, tmp_path / "prep", size=64)
+    meta = json.loads((tmp_path / "prep" / "echonet" / "store.json").read_text())
+    assert meta["phantom"] is True
