@@ -1,0 +1,192 @@
+"""The faithful reference path: our network with the memory computed the way the released GDKVM code does.
+
+``gdkvm bench fps`` times this path in the same run as ours and prints our speed-up over it. It runs the
+**same weights** (a copy of the benchmarked model) with one module swapped: the memory rule becomes a
+:class:`ReleasedStyleMemory`, which follows the released code's per-frame recurrence
+(``model/gdkvm01.py`` of github.com/wangrui2025/GDKVM @ 545eed3). It always runs in fp32, eager: no
+autocast, no ``torch.compile``, no CUDA graphs, no Triton kernel.
+
+What differs from our memory implementation (``gdkvm.models.memory`` + ``gdkvm.kernels``), per frame:
+
+1. **State layout.** One full ``Ck x Cv`` matrix per (clip, object), the released layout; ours splits
+   it into ``H`` value heads ``[H, Ck, Dv]``. The carried tensor is the same numbers (only the
+   view differs), so the state is stored in our layout and viewed as ``Ck x Cv`` for the arithmetic.
+2. **Erase term.** ``K^T (K S)`` as two einsums that materialise ``K S`` (``N x Cv``, every pixel's
+   prediction) and then ``K^T`` of it, as released; ours forms the Gram matrix ``K^T K`` (``Ck x Ck``)
+   once and multiplies it with ``S`` (fewer FLOPs when ``N > Ck``), or runs the fused Triton step on CUDA.
+3. **Gates.** Recomputed every frame from ``S_{t-1}`` with the gate projections (as ours does), then
+   copied to full ``Ck x Cv`` maps with ``repeat_interleave`` (a physical copy, as released) and applied
+   with element-wise einsums followed by ``.contiguous()``; ours broadcasts ``[H, Ck, 1]`` gate views.
+4. **Readout.** An einsum of the query keys with the full state, per frame.
+5. **Precision and execution.** fp32 and eager always.
+
+What is deliberately the same, so that both paths compute the same function (the benchmark checks that
+their masks agree; a speed-up only counts if they do): the rest of the network (our encoders, KPFF,
+object transformer and decoder modules and their weights), the first frame (our model starts from an
+empty memory; the released code initialises ``S_0 = K_0^T V_0``), the decay form of the model's config
+(``exp`` by default; the released code's negative log-gate is ``decay_form="official"``), and the
+order read -> segment -> encode value -> write.
+
+Only the gated-delta-rule family (``linear``, ``delta``, ``gdr``, ``gdr-wo-alpha``, ``gdr-wo-beta``) has
+a released-style form; gka and softmax have no released counterpart
+(:class:`ReferenceUnavailable`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gdkvm.errors import GdkvmError
+from gdkvm.models.memory import (
+    DeltaMemory,
+    GatedDeltaMemory,
+    GatedDeltaNoAlphaMemory,
+    GatedDeltaNoBetaMemory,
+    LinearMemory,
+    MemoryRule,
+    State,
+)
+from gdkvm.models.memory_gates import decay_multiplier, log_decay
+
+#: The memory rules with a released-style form (the gated delta rule family).
+GDR_FAMILY: tuple[type[MemoryRule], ...] = (
+    LinearMemory,
+    DeltaMemory,
+    GatedDeltaMemory,
+    GatedDeltaNoAlphaMemory,
+    GatedDeltaNoBetaMemory,
+)
+
+__all__ = [
+    "GDR_FAMILY",
+    "ReferenceUnavailable",
+    "ReleasedStyleMemory",
+    "build_reference_model",
+    "reference_unavailable",
+]
+
+
+class ReferenceUnavailable(GdkvmError):
+    """The model has no released-style reference path (its memory rule is not in the GDR family)."""
+
+
+def reference_unavailable(model: nn.Module) -> str | None:
+    """Why ``model`` has no reference path (a sentence), or None when it has one."""
+    memory = getattr(model, "memory", None)
+    if memory is None or not hasattr(model, "stepper"):
+        return f"model {type(model).__name__} is not a GDKVM network with a memory rule"
+    if not isinstance(memory, GDR_FAMILY):
+        return f"the released code has no '{memory.name}' memory (only the gated delta rule family)"
+    if getattr(memory, "normalize", False):
+        return "the released code has no normalised linear readout (normalize=True)"
+    return None
+
+
+class ReleasedStyleMemory(MemoryRule):
+    """A GDR-family memory step written as the released code's per-frame einsums (module docstring).
+
+    Built from an existing rule (``from_rule``), sharing its gate parameters, so it computes the same
+    function as that rule with the same weights. State layout and shapes are those of
+    the GDR-family rules in :mod:`gdkvm.models.memory`: ``{"S": [B, H, Ck, Dv]}``, keys ``[B, N, Ck]``,
+    values and readouts ``[B, N, H*Dv]``.
+    """
+
+    name = "released-style"
+
+    def __init__(self, rule: MemoryRule):
+        if not isinstance(rule, GDR_FAMILY):
+            raise ReferenceUnavailable(f"the released code has no '{rule.name}' memory")
+        super().__init__(rule.key_dim, rule.value_dim, rule.heads, rule.decay_form)
+        self.name = f"released-style {rule.name}"
+        self.rule_name = rule.name
+        self.use_alpha = bool(getattr(rule, "use_alpha", False))
+        self.use_beta = bool(getattr(rule, "use_beta", False))
+        self.erase = bool(getattr(rule, "erase", True))
+        self.gates = getattr(rule, "gates", None)  # the same parameters (a_proj, b_proj, A_log, dt_bias)
+        self.normalize = bool(getattr(rule, "normalize", False))
+        if self.normalize:
+            raise ReferenceUnavailable("the released code has no normalised linear readout (normalize=True)")
+
+    @classmethod
+    def from_rule(cls, rule: MemoryRule) -> ReleasedStyleMemory:
+        """The released-style form of ``rule`` (ReferenceUnavailable outside the GDR family)."""
+        return cls(rule)
+
+    # -- layout helpers: [B, H, Ck, Dv] <-> the released full state [B, Ck, Cv] ---------------------------
+    def _full(self, s: Tensor) -> Tensor:
+        b, h, ck, dv = s.shape
+        return s.permute(0, 2, 1, 3).reshape(b, ck, h * dv)
+
+    def _split(self, full: Tensor) -> Tensor:
+        b, ck, cv = full.shape
+        return full.reshape(b, ck, self.heads, self.head_dim).permute(0, 2, 1, 3).contiguous()
+
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> State:
+        return {
+            "S": torch.zeros(
+                batch,
+                self.heads,
+                self.key_dim,
+                self.head_dim,
+                device=device,
+                dtype=torch.promote_types(dtype, torch.float32),
+            )
+        }
+
+    def _gate_maps(self, full: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Full ``[B, Ck, Cv]`` alpha and beta maps from the previous full state (released style)."""
+        alpha = beta = None
+        gates = self.gates
+        if self.use_beta:
+            assert gates is not None and gates.b_proj is not None
+            beta = torch.sigmoid(F.linear(full, gates.b_proj.weight, gates.b_proj.bias))  # [B, Ck, H]
+            beta = beta.repeat_interleave(self.head_dim, dim=2)
+        if self.use_alpha:
+            assert gates is not None and gates.a_proj is not None
+            logits = F.linear(full, gates.a_proj.weight)  # [B, Ck, H]
+            g = log_decay(logits, gates.A_log, gates.dt_bias)
+            alpha = decay_multiplier(g, self.decay_form).repeat_interleave(self.head_dim, dim=2)
+        return alpha, beta
+
+    def read(self, state: State, query: Tensor) -> Tensor:
+        full = self._full(state["S"])
+        self._check(query, "query", self.key_dim, full.shape[0])
+        return torch.einsum("bnk,bkv->bnv", query.to(full.dtype), full).contiguous()
+
+    def write(self, state: State, key: Tensor, value: Tensor) -> State:
+        prev = self._full(state["S"])
+        self._check_kv(key, value, prev.shape[0])
+        k = key.to(prev.dtype)
+        v = value.to(prev.dtype)
+        alpha, beta = self._gate_maps(prev)
+        new = torch.einsum("bnk,bnv->bkv", k, v).contiguous()  # K^T V
+        if beta is not None:
+            new = torch.einsum("bkv,bkv->bkv", beta, new).contiguous()
+        old = prev
+        if self.erase:
+            v_old = torch.einsum("bnk,bkv->bnv", k, prev).contiguous()  # K S_{t-1}, per pixel
+            eraser = torch.einsum("bnk,bnv->bkv", k, v_old)  # K^T K S_{t-1}
+            if beta is not None:
+                eraser = torch.einsum("bkv,bkv->bkv", beta, eraser).contiguous()
+            old = prev - eraser
+        if alpha is not None:
+            old = torch.einsum("bkv,bkv->bkv", alpha, old).contiguous()
+        return {"S": self._split(old + new)}
+
+
+def build_reference_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (same weights, fp32, eval mode) whose memory is a :class:`ReleasedStyleMemory`.
+
+    Raises ReferenceUnavailable for models whose memory rule has no released-style form.
+    Copy before compiling ``model``: the reference must stay eager.
+    """
+    why = reference_unavailable(model)
+    if why is not None:
+        raise ReferenceUnavailable(why)
+    ref = copy.deepcopy(model).float().eval()
+    ref.memory = ReleasedStyleMemory.from_rule(ref.memory)
+    return ref
