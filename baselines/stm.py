@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdkvm.errors import ConfigError, GdkvmError, unknown_name
+from gdkvm.errors import ConfigError, unknown_name
 from gdkvm.models.backbone import BackboneName, ResNetTrunk
 from gdkvm.models.config import PRESETS
-from gdkvm.models.gdkvm import IMAGENET_MEAN, IMAGENET_STD, check_clip, check_frame, prompt_masks
+from gdkvm.models.gdkvm import IMAGENET_MEAN, IMAGENET_STD, Stepper, check_clip, prompt_masks
 from gdkvm.models.modules import FeatureFusion, UpsampleBlock, others_of, per_object, soft_aggregate
 from gdkvm.models.registry import VariantSpec, register_variant
 
@@ -274,56 +274,16 @@ class STM(nn.Module):
         return sum(x.numel() * x.element_size() for x in (state.keys, state.values))
 
 
-class STMStepper:
+class STMStepper(Stepper):
     """Streaming inference: ``step(frame) -> logits`` one frame at a time; every frame is written to memory.
 
     The state grows by one frame's keys and values per step. Gradient mode is left to the caller.
     """
 
-    def __init__(self, model: STM):
-        self.model = model
-        self.state: STMState | None = None
-        self._size: tuple[int, int, int] | None = None
+    model: STM
 
-    def reset(self) -> None:
-        """Forget everything: the next frame is a first frame."""
-        self.state = None
-        self._size = None
-
-    @property
-    def frames(self) -> int:
-        """Frames processed since the last reset."""
-        return 0 if self.state is None else self.state.frames
-
-    def step(self, frame: Tensor, first_frame_mask: Tensor | None = None) -> Tensor:
-        """frame (B, 1, H, W) float in [0, 1] -> logits (B, O + 1, H, W) (channel 0 = background).
-
-        ``first_frame_mask`` (B, O, H, W) in [0, 1] or a (B, H, W) label map, only on the first frame.
-        """
-        check_frame(frame)
-        model = self.model
-        dtype = model.pixel_mean.dtype
-        frame = frame.to(device=model.pixel_mean.device, dtype=dtype)
-        b, _, h, w = frame.shape
-        if self.state is not None and self._size != (b, h, w):
-            assert self._size is not None
-            raise GdkvmError(f"frame: expected shape ({self._size[0]}, 1, {self._size[1]}, {self._size[2]}) "
-                             f"like the previous frames, got {tuple(frame.shape)}")
-        if first_frame_mask is not None and self.state is not None:
-            raise GdkvmError("first_frame_mask: only allowed on the first frame (call reset() first)")
-        prompt = None
-        if first_frame_mask is not None:
-            prompt = prompt_masks(first_frame_mask, b, model.num_objects, (h, w), dtype).to(frame.device)
-        feats = model.encode_image(frame)
-        if self.state is None:
-            self.state = model.init_state(b, frame.device, feats.key.dtype)
-            self._size = (b, h, w)
-        logits, self.state = model.advance(self.state, feats, prompt)
-        return logits
-
-    def state_bytes(self) -> int:
-        """Bytes of the memory bank (0 before the first frame)."""
-        return 0 if self.state is None else self.model.state_bytes(self.state)
+    def _new_state(self, feats: STMFeatures, batch: int, height: int, width: int, device: torch.device) -> STMState:
+        return self.model.init_state(batch, device, feats.key.dtype)
 
 
 def build_stm(preset: str = "tiny", **overrides: Any) -> STM:

@@ -403,6 +403,21 @@ def package_version(name: str) -> str:
         return "none"
 
 
+#: Columns every benchmark CSV starts with: the schema, which benchmark, and the environment stamp.
+STAMP_COLUMNS: tuple[str, ...] = (
+    "schema_version",
+    "bench",
+    "timestamp",
+    "commit",
+    "torch_version",
+    "triton_version",
+    "cuda_version",
+    "device_type",
+    "device_name",
+    "cpu_threads",
+)
+
+
 def environment_stamp(device: torch.device) -> EnvStamp:
     """Device, torch/triton/CUDA versions and the git commit."""
     return EnvStamp(

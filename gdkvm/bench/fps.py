@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from gdkvm import kernels
 from gdkvm.bench.common import (
     DTYPES,
+    STAMP_COLUMNS,
     STATUS_OK,
     StepTimer,
     TensorMemoryTracker,
@@ -54,16 +55,7 @@ from gdkvm.errors import ConfigError, unknown_name
 
 FPS_SCHEMA_VERSION = 1
 FPS_COLUMNS: tuple[str, ...] = (
-    "schema_version",
-    "bench",
-    "timestamp",
-    "commit",
-    "torch_version",
-    "triton_version",
-    "cuda_version",
-    "device_type",
-    "device_name",
-    "cpu_threads",
+    *STAMP_COLUMNS,
     "variant",
     "preset",
     "memory_rule",

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from gdkvm.bench.common import (
     DTYPES,
+    STAMP_COLUMNS,
     STATUS_OK,
     cpu_threads,
     environment_stamp,
@@ -48,16 +49,7 @@ from gdkvm.kernels.reference import gdr_step_reference
 
 KERNELS_SCHEMA_VERSION = 1
 KERNEL_COLUMNS: tuple[str, ...] = (
-    "schema_version",
-    "bench",
-    "timestamp",
-    "commit",
-    "torch_version",
-    "triton_version",
-    "cuda_version",
-    "device_type",
-    "device_name",
-    "cpu_threads",
+    *STAMP_COLUMNS,
     "backend",
     "shape",
     "batch",

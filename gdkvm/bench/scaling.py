@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from gdkvm.bench.common import (
+    STAMP_COLUMNS,
     STATUS_OK,
     EnvStamp,
     StepTimer,
@@ -49,16 +50,7 @@ from gdkvm.utils.atomic import atomic_path
 
 SCALING_SCHEMA_VERSION = 1
 SCALING_COLUMNS: tuple[str, ...] = (
-    "schema_version",
-    "bench",
-    "timestamp",
-    "commit",
-    "torch_version",
-    "triton_version",
-    "cuda_version",
-    "device_type",
-    "device_name",
-    "cpu_threads",
+    *STAMP_COLUMNS,
     "memory_rule",
     "variant",
     "preset",

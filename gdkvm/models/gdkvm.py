@@ -358,10 +358,14 @@ class Stepper:
             prompt = prompt_masks(first_frame_mask, b, model.num_objects, (h, w), dtype).to(frame.device)
         feats = model.encode_image(frame)
         if self.state is None:
-            self.state = model.init_state(b, (h // STRIDE, w // STRIDE), frame.device, feats.key.dtype)
+            self.state = self._new_state(feats, b, h, w, frame.device)
             self._size = (b, h, w)
         logits, self.state = model.advance(self.state, feats, prompt)
         return logits
+
+    def _new_state(self, feats: ImageFeatures, batch: int, height: int, width: int, device: torch.device):
+        """The empty recurrent state for a first frame (models with another state layout override this)."""
+        return self.model.init_state(batch, (height // STRIDE, width // STRIDE), device, feats.key.dtype)
 
     def state_bytes(self) -> int:
         """Bytes of the carried state (0 before the first frame)."""
