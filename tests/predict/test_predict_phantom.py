@@ -51,3 +51,29 @@ def test_phantom_videos_ed_es_and_ef(phantom, tmp_path):
         assert s["mean_ef"] == pytest.approx(info["EF"], abs=6.0), name
         checked += 1
     assert checked == len(truth["echonet"]) >= 3
+
+
+def test_cli_on_phantom_video_and_nifti(phantom, tmp_path):
+    """The command end to end on a phantom EchoNet AVI and a CAMUS NIfTI half sequence (tiny run)."""
+    import torch
+    from typer.testing import CliRunner
+
+    from gdkvm.cli.main import app
+    from gdkvm.models.registry import build_model
+    from gdkvm.models.weights import save_checkpoint
+
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(build_model("full", preset="tiny"), run / "checkpoint_last.safetensors")
+    video = sorted((phantom.echonet_root / "Videos").glob("*.avi"))[0]
+    nifti = phantom.camus_root / "database_nifti" / "patient0001" / "patient0001_4CH_half_sequence.nii.gz"
+    result = CliRunner().invoke(app, ["predict", "--run", str(run), str(video), str(nifti), "--out",
+                                      str(tmp_path / "out"), "--size", "64", "--device", "cpu", "--no-video"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert (out / f"{video.stem}_lv_mask.npz").is_file()
+    assert (out / "patient0001_4CH_half_sequence_lv_mask.nii.gz").is_file()
+    for stem in (video.stem, "patient0001_4CH_half_sequence"):
+        for suffix in ("_curve.png", "_overlay.png", "_summary.json"):
+            assert (out / f"{stem}{suffix}").stat().st_size > 0
