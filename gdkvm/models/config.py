@@ -29,6 +29,10 @@ class ModelConfig:
     # memory
     memory_rule: str = "gdr"
     decay_form: Literal["exp", "official"] = "exp"
+    # "sqrt-pixels": keys enter the linear/delta/gdr memory scaled by 1/sqrt(N) (N pixels per frame), so
+    # K^T K has spectral norm <= 1 (the delta erase stays a contraction) and the readout is a pixel average;
+    # "none": the paper's Eqs. 3-5 summed over pixels as written (unstable beyond a few pixels: see docs/model.md).
+    key_scale: Literal["sqrt-pixels", "none"] = "sqrt-pixels"
     memory_heads: int = 8
     key_dim: int = 64
     value_dim: int = 256
@@ -60,6 +64,8 @@ class ModelConfig:
 
         if self.memory_rule not in MEMORY_RULES:
             raise unknown_name("memory rule", self.memory_rule, MEMORY_RULES)
+        if self.key_scale not in ("sqrt-pixels", "none"):
+            raise ConfigError(f"model config: key_scale {self.key_scale!r} is not one of ['sqrt-pixels', 'none']")
         if self.decay_form not in ("exp", "official"):
             raise ConfigError(f"model config: decay_form {self.decay_form!r} is not one of ['exp', 'official']")
         for name in ("key_backbone", "value_backbone"):

@@ -200,7 +200,7 @@ class GDKVM(nn.Module):
         b, ck, h, w = key.shape
         o = self.num_objects
         query = key.flatten(2).transpose(1, 2).unsqueeze(1).expand(b, o, h * w, ck).reshape(b * o, h * w, ck)
-        out = self.memory.read(memory_state, query)  # (B*O, N, Cv)
+        out = self.memory.read(memory_state, self._scale_keys(query))  # (B*O, N, Cv)
         return out.transpose(1, 2).reshape(b, o, -1, h, w)
 
     def write(self, memory_state: dict[str, Tensor], key: Tensor, value: Tensor) -> dict[str, Tensor]:
@@ -209,7 +209,19 @@ class GDKVM(nn.Module):
         o = value.shape[1]
         k = key.flatten(2).transpose(1, 2).unsqueeze(1).expand(b, o, h * w, ck).reshape(b * o, h * w, ck)
         v = value.flatten(3).transpose(2, 3).reshape(b * o, h * w, -1)
-        return self.memory.write(memory_state, k, v)
+        return self.memory.write(memory_state, self._scale_keys(k), v)
+
+    def _scale_keys(self, keys: Tensor) -> Tensor:
+        """Keys (B, N, Ck) scaled by 1/sqrt(N) for the summing rules (``key_scale="sqrt-pixels"``).
+
+        Softmax keys have row norm <= 1, so after the scaling ||K^T K|| <= 1: the delta erase
+        (I - beta K^T K) cannot flip or blow up the state however many pixels a frame has, and the readout
+        Q S averages over pixels instead of growing with N. softmax (attention-normalised) and gka (ridge
+        solve with lambda relative to ||H||, invariant to this scale) are left unscaled.
+        """
+        if self.config.key_scale == "none" or self.config.memory_rule in ("softmax", "gka"):
+            return keys
+        return keys * keys.shape[1] ** -0.5
 
     def segment(self, feats: ImageFeatures, readout: Tensor, sensory: Tensor, last_mask: Tensor,
                 obj_memory: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
