@@ -72,6 +72,9 @@ def write_overlay_png(rec: Recording, masks: np.ndarray, analysis: RecordingAnal
     beats = analysis.phases.beats
     picks = [beats[0].ed, beats[0].es] if beats else [0]
     strip = np.concatenate([frames[i] for i in picks], axis=1)
+    if strip.shape[0] < 336:  # small (e.g. 112 px EchoNet) frames: enlarge for viewing
+        f = int(np.ceil(336 / strip.shape[0]))
+        strip = cv2.resize(strip, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
     target = out_dir / f"{rec.name}_overlay.png"
     ok, buf = cv2.imencode(".png", strip)
     with atomic_path(target, suffix=".png") as tmp:
