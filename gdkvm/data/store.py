@@ -286,8 +286,9 @@ def _split_file_hashes(dataset_dir: Path) -> dict[str, str]:
     return {f"{s}/{name}": sha256_file(dataset_dir / s / name) for s in SPLITS for name in SPLIT_FILES}
 
 
-def _read_store_json(dataset_dir: Path) -> dict[str, Any]:
-    path = dataset_dir / STORE_FILE
+def read_store_meta(dataset_dir: str | Path) -> dict[str, Any]:
+    """The parsed ``store.json`` of a prepared dataset folder; missing or malformed -> DataError."""
+    path = Path(dataset_dir) / STORE_FILE
     if not path.is_file():
         raise DataError(path, "file not found (not a prepared dataset folder?)")
     try:
@@ -309,7 +310,7 @@ def verify_store(dataset_dir: str | Path) -> dict[str, Any]:
     Raises :class:`DataError` naming the first missing or changed file.
     """
     dataset_dir = Path(dataset_dir)
-    meta = _read_store_json(dataset_dir)
+    meta = read_store_meta(dataset_dir)
     for rel, expected in sorted(meta["files"].items()):
         path = dataset_dir / rel
         if not path.is_file():
@@ -753,7 +754,7 @@ class PreparedSplit:
     @property
     def options(self) -> dict[str, Any]:
         """The prepare options recorded in the dataset's store.json."""
-        return dict(_read_store_json(self.path.parent).get("options", {}))
+        return dict(read_store_meta(self.path.parent).get("options", {}))
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -776,7 +777,7 @@ def open_store(path: str | Path, split: str | None = None) -> PreparedSplit:
     split_name = folder.name
     if split_name not in SPLITS:
         raise DataError(folder, f"not a split folder (expected one of {', '.join(SPLITS)})")
-    meta = _read_store_json(folder.parent)
+    meta = read_store_meta(folder.parent)
     images = _load_npy(folder / "images.npy")
     masks = _load_npy(folder / "masks.npy")
     labeled = _load_npy(folder / "labeled.npy")

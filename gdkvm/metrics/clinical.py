@@ -445,19 +445,20 @@ MEASURE_MIN_SIDE = 448
 
 
 def upsample_for_disks(mask: np.ndarray, spacing: Sequence[float] | None,
-                       min_side: int = MEASURE_MIN_SIDE) -> tuple[np.ndarray, tuple[float, float] | None, int]:
+                       factor: int | None = None) -> tuple[np.ndarray, tuple[float, float] | None, int]:
     """Upsample a mask so the disk routine's fixed pixel constants stop dominating small cavities.
 
     The diameter walk starts 8 px from the long axis, so on a 112-128 px frame every disk is at least
     16 px wide and end-systolic cavities are overestimated (on the phantom: EF 4-9 points low). The mask
-    is upsampled by an integer factor f (linear interpolation of the 0/1 mask, threshold 0.5) until its
-    long side is >= ``min_side``. Returns (mask, spacing / f or None, f); px^3 volumes on the new grid
+    is upsampled by an integer factor f (linear interpolation of the 0/1 mask, threshold 0.5), by default
+    the smallest that makes its long side >= MEASURE_MIN_SIDE. Returns (mask, spacing / f or None, f); px^3 volumes on the new grid
     are f^3 times those of the input grid.
     """
     import cv2
 
     mask = as_binary_mask(mask, "mask")
-    factor = max(1, int(np.ceil(min_side / max(mask.shape))))
+    if factor is None:
+        factor = max(1, int(np.ceil(MEASURE_MIN_SIDE / max(mask.shape))))
     if factor > 1:
         mask = cv2.resize(mask.astype(np.float32), None, fx=factor, fy=factor,
                           interpolation=cv2.INTER_LINEAR) > 0.5
@@ -492,7 +493,7 @@ def clean_biplane_ef(
     """
     side = max(max(np.shape(m)) for m in (ed_2ch, es_2ch, ed_4ch, es_4ch))
     factor = max(1, int(np.ceil(MEASURE_MIN_SIDE / side)))
-    ups = [upsample_for_disks(m, s, min_side=factor * max(np.shape(m)))
+    ups = [upsample_for_disks(m, s, factor)
            for m, s in ((ed_2ch, spacing_2ch), (es_2ch, spacing_2ch), (ed_4ch, spacing_4ch), (es_4ch, spacing_4ch))]
     res = safe_biplane_ef(ups[0][0], ups[1][0], ups[2][0], ups[3][0], ups[0][1], ups[2][1], step_rule="per-instant")
     if spacing_2ch is None:

@@ -219,7 +219,7 @@ class GDKVM(nn.Module):
         Q S averages over pixels instead of growing with N. softmax (attention-normalised) and gka (ridge
         solve with lambda relative to ||H||, invariant to this scale) are left unscaled.
         """
-        if self.config.key_scale == "none" or self.config.memory_rule in ("softmax", "gka"):
+        if self.config.key_scale == "none" or not self.memory.sums_over_pixels:
             return keys
         return keys * keys.shape[1] ** -0.5
 

@@ -51,6 +51,9 @@ class MemoryRule(nn.Module):
 
     name: ClassVar[str] = ""
     constant_state: ClassVar[bool] = True
+    #: Whether the rule sums raw key outer products over pixels, so the model scales keys by 1/sqrt(N)
+    #: (see GDKVM._scale_keys); False where the rule normalises itself (softmax, gka).
+    sums_over_pixels: ClassVar[bool] = True
 
     def __init__(self, key_dim: int, value_dim: int, heads: int = 8, decay_form: str = "exp", **kwargs: Any):
         super().__init__()
@@ -289,6 +292,7 @@ class KalmanMemory(MemoryRule):
     """
 
     name = "gka"
+    sums_over_pixels = False
 
     def __init__(
         self,
@@ -393,6 +397,7 @@ class SoftmaxMemory(MemoryRule):
 
     name = "softmax"
     constant_state = False
+    sums_over_pixels = False
 
     def __init__(
         self,

@@ -60,25 +60,16 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 
 
 def read_video(path: Path, default_fps: float = 50.0) -> Recording:
-    """Decode an AVI/MP4 with OpenCV into gray frames (T, H, W) uint8."""
+    """Decode an AVI/MP4 (the EchoNet reader's decoder) into gray frames (T, H, W) uint8, with its frame rate."""
     import cv2
 
+    from gdkvm.data.echonet import load_video
+
+    frames = load_video(path)
     cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DataError(path, "video could not be opened (corrupt or unsupported codec)")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    frames = []
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame[..., 0] if frame.ndim == 3 else frame)
-    finally:
-        cap.release()
-    if not frames:
-        raise DataError(path, "video has zero decodable frames")
-    return Recording(path, np.stack(frames).astype(np.uint8), fps if fps > 0 else default_fps, None, "video")
+    cap.release()
+    return Recording(path, frames, fps if fps > 0 else default_fps, None, "video")
 
 
 def read_nifti_sequence(path: Path, default_fps: float = 50.0) -> Recording:
@@ -101,29 +92,20 @@ def read_nifti_sequence(path: Path, default_fps: float = 50.0) -> Recording:
         frames = np.zeros(frames.shape, np.uint8) if hi <= lo else ((frames - lo) / (hi - lo) * 255).round()
         frames = frames.astype(np.uint8)
     spacing = (float(zooms[1]), float(zooms[0])) if len(zooms) >= 2 else None
-    fps = default_fps
-    cfg = _camus_cfg_for(path)
-    if cfg is not None and "FrameRate" in cfg:
-        try:
-            fps = float(cfg["FrameRate"])
-        except ValueError:
-            pass
-    return Recording(path, frames, fps, spacing, "nifti")
+    return Recording(path, frames, _camus_frame_rate(path) or default_fps, spacing, "nifti")
 
 
-def _camus_cfg_for(path: Path) -> dict[str, str] | None:
-    """The Info_<view>.cfg next to a CAMUS sequence, parsed as `Key: value` lines, if present."""
-    name = path.name
+def _camus_frame_rate(path: Path) -> float | None:
+    """FrameRate from the Info_<view>.cfg next to a CAMUS sequence, if there is one and it says."""
+    from gdkvm.data.cfg import parse_cfg
+
     for view in ("2CH", "4CH"):
-        if f"_{view}_" in name:
-            cfg = path.parent / f"Info_{view}.cfg"
-            if cfg.is_file():
-                out = {}
-                for line in cfg.read_text(errors="replace").splitlines():
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        out[k.strip()] = v.strip()
-                return out
+        cfg = path.parent / f"Info_{view}.cfg"
+        if f"_{view}_" in path.name and cfg.is_file():
+            try:
+                return parse_cfg(cfg).frame_rate
+            except DataError:
+                return None
     return None
 
 

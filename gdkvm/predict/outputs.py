@@ -33,7 +33,7 @@ def write_masks(rec: Recording, masks: np.ndarray, out_dir: Path) -> Path:
     return target
 
 
-def _overlay_frames(rec: Recording, masks: np.ndarray, analysis: RecordingAnalysis) -> np.ndarray:
+def overlay_frames(rec: Recording, masks: np.ndarray, analysis: RecordingAnalysis) -> np.ndarray:
     """(T, H, W, 3) BGR frames: echo in gray, LV contour in red; ED frames labelled green, ES yellow."""
     ed = set(analysis.phases.ed_frames)
     es = set(analysis.phases.es_frames)
@@ -51,9 +51,8 @@ def _overlay_frames(rec: Recording, masks: np.ndarray, analysis: RecordingAnalys
     return out
 
 
-def write_overlay_video(rec: Recording, masks: np.ndarray, analysis: RecordingAnalysis, out_dir: Path) -> Path:
-    """An MJPG AVI of the recording with the predicted LV contour and ED/ES marks."""
-    frames = _overlay_frames(rec, masks, analysis)
+def write_overlay_video(rec: Recording, frames: np.ndarray, out_dir: Path) -> Path:
+    """An MJPG AVI of the overlay frames (T, H, W, 3) from :func:`overlay_frames`."""
     target = out_dir / f"{rec.name}_overlay.avi"
     with atomic_path(target, suffix=".avi") as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), float(rec.fps),
@@ -66,9 +65,8 @@ def write_overlay_video(rec: Recording, masks: np.ndarray, analysis: RecordingAn
     return target
 
 
-def write_overlay_png(rec: Recording, masks: np.ndarray, analysis: RecordingAnalysis, out_dir: Path) -> Path:
-    """A still of the first detected ED and ES frames side by side (or the first frame), for a quick look."""
-    frames = _overlay_frames(rec, masks, analysis)
+def write_overlay_png(rec: Recording, frames: np.ndarray, analysis: RecordingAnalysis, out_dir: Path) -> Path:
+    """A still of the first detected ED and ES overlay frames side by side (or the first frame)."""
     beats = analysis.phases.beats
     picks = [beats[0].ed, beats[0].es] if beats else [0]
     strip = np.concatenate([frames[i] for i in picks], axis=1)

@@ -12,6 +12,7 @@ from gdkvm.errors import GdkvmError
 from gdkvm.predict.analysis import analyse_masks
 from gdkvm.predict.inputs import expand_inputs, read_recording
 from gdkvm.predict.outputs import (
+    overlay_frames,
     summary_dict,
     write_curve_plot,
     write_masks,
@@ -50,10 +51,11 @@ def predict_one(path: Path, segmenter: Segmenter, out_dir: Path, *, size: int | 
         analysis = analyse_masks(masks, rec.fps, rec.spacing)
         summary = summary_dict(rec, analysis, notes + analysis.phases.notes)
         out_dir.mkdir(parents=True, exist_ok=True)
+        overlay = overlay_frames(rec, masks, analysis)
         files = [write_masks(rec, masks, out_dir), write_curve_plot(rec, analysis, out_dir),
-                 write_overlay_png(rec, masks, analysis, out_dir)]
+                 write_overlay_png(rec, overlay, analysis, out_dir)]
         if overlay_video:
-            files.append(write_overlay_video(rec, masks, analysis, out_dir))
+            files.append(write_overlay_video(rec, overlay, out_dir))
         files.append(write_summary(summary, out_dir, rec.name))
         return PredictOutcome(path, True, summary, files)
     except GdkvmError as e:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,14 +46,13 @@ def training_size(run: Path) -> int | None:
     data = cfg.get("data") if isinstance(cfg, dict) else None
     if not data:
         return None
-    store = Path(data) / "store.json"
-    if not store.is_file():
-        return None
+    from gdkvm.data.store import read_store_meta
+
     try:
-        size = json.loads(store.read_text())["options"]["size"]
-    except (KeyError, ValueError, TypeError):
+        size = read_store_meta(data).get("options", {}).get("size")
+    except DataError:
         return None
-    return int(size) if isinstance(size, int) else None
+    return size if isinstance(size, int) else None
 
 
 @dataclass

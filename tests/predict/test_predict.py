@@ -175,3 +175,29 @@ def test_growing_memory_refused_on_long_input():
     with pytest.raises(DataError, match="allow-growing-memory"):
         seg(frames)
     assert math.isfinite(seg.growing_memory_cost(1000))
+
+
+def test_frame_rate_from_camus_cfg_and_training_size(tmp_path):
+    import json
+
+    import nibabel as nib
+
+    from gdkvm.predict.segmenter import training_size
+
+    frames, _, _ = pulsing_lv(12, size=64)
+    path = tmp_path / "patient0001_4CH_half_sequence.nii.gz"
+    nib.save(nib.Nifti1Image(np.transpose(frames, (2, 1, 0)), np.eye(4)), str(path))
+    assert read_recording(path, default_fps=50.0).fps == 50.0
+    (tmp_path / "Info_4CH.cfg").write_text("ED: 1\nES: 12\nNbFrame: 12\nFrameRate: 37\n")
+    assert read_recording(path, default_fps=50.0).fps == 37.0
+
+    run, store = tmp_path / "run", tmp_path / "prepared" / "camus"
+    run.mkdir()
+    store.mkdir(parents=True)
+    assert training_size(run) is None  # no config.yaml
+    (run / "config.yaml").write_text(f"data: {store}\n")
+    assert training_size(run) is None  # no store.json
+    from gdkvm.data.store import STORE_FORMAT
+
+    (store / "store.json").write_text(json.dumps({"format": STORE_FORMAT, "files": {}, "options": {"size": 96}}))
+    assert training_size(run) == 96
