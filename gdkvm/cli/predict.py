@@ -27,8 +27,9 @@ def predict(
 
     For each input it writes the LV masks (NIfTI for NIfTI input, compressed NumPy otherwise), an overlay
     video and PNG (contour, ED/ES marked), the area curve with detected ED/ES, and a JSON summary; a
-    `summary.csv` covers all inputs. A recording shorter than one beat gets EF "unavailable" with the
-    reason. The exit code is 1 if any input failed (the others are still processed).
+    `summary.csv` covers all inputs. A CAMUS half sequence (ED -> ES, under one beat) takes its ED/ES
+    frames from the Info_<view>.cfg beside it; any other recording shorter than one beat gets EF
+    "unavailable" with the reason. The exit code is 1 if any input failed (the others are still processed).
 
     [bold]Examples[/]
 

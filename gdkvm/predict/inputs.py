@@ -22,6 +22,8 @@ class Recording:
     fps: float
     spacing: tuple[float, float] | None
     kind: str  # "video" | "nifti"
+    # 0-based (ED, ES) frames labelled by the acquisition (CAMUS Info_<view>.cfg), when known.
+    labelled_phases: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -92,18 +94,24 @@ def read_nifti_sequence(path: Path, default_fps: float = 50.0) -> Recording:
         frames = np.zeros(frames.shape, np.uint8) if hi <= lo else ((frames - lo) / (hi - lo) * 255).round()
         frames = frames.astype(np.uint8)
     spacing = (float(zooms[1]), float(zooms[0])) if len(zooms) >= 2 else None
-    return Recording(path, frames, _camus_frame_rate(path) or default_fps, spacing, "nifti")
+    info = _camus_info(path)
+    fps = (info.frame_rate if info is not None else None) or default_fps
+    phases = None
+    if info is not None and info.nb_frame == len(frames) and all(1 <= f <= len(frames) for f in (info.ed, info.es)):
+        phases = (info.ed - 1, info.es - 1)
+    return Recording(path, frames, fps, spacing, "nifti", labelled_phases=phases)
 
 
-def _camus_frame_rate(path: Path) -> float | None:
-    """FrameRate from the Info_<view>.cfg next to a CAMUS sequence, if there is one and it says."""
+def _camus_info(path: Path):
+    """The parsed Info_<view>.cfg next to a CAMUS sequence (``CamusInfo``), or None where there is none
+    or it does not parse (predict then falls back to defaults, as for any NIfTI)."""
     from gdkvm.data.cfg import parse_cfg
 
     for view in ("2CH", "4CH"):
         cfg = path.parent / f"Info_{view}.cfg"
         if f"_{view}_" in path.name and cfg.is_file():
             try:
-                return parse_cfg(cfg).frame_rate
+                return parse_cfg(cfg)
             except DataError:
                 return None
     return None

@@ -126,6 +126,7 @@ def summary_dict(rec: Recording, analysis: RecordingAnalysis, notes: list[str]) 
         "fps": float(rec.fps),
         "spacing_mm": list(rec.spacing) if rec.spacing else None,
         "volume_unit": analysis.volume_unit,
+        "phase_source": analysis.phase_source,
         "ed_frames": [int(i) for i in ph.ed_frames],
         "es_frames": [int(i) for i in ph.es_frames],
         "beats": beats,

@@ -48,7 +48,7 @@ def predict_one(path: Path, segmenter: Segmenter, out_dir: Path, *, size: int | 
         if size is not None and (h, w) != (size, size):
             notes.append(f"frames resized from {h}x{w} to the training size {size}x{size} and masks mapped back")
         masks = segmenter(rec.frames, progress)
-        analysis = analyse_masks(masks, rec.fps, rec.spacing)
+        analysis = analyse_masks(masks, rec.fps, rec.spacing, rec.labelled_phases)
         summary = summary_dict(rec, analysis, notes + analysis.phases.notes)
         out_dir.mkdir(parents=True, exist_ok=True)
         overlay = overlay_frames(rec, masks, analysis)

@@ -77,3 +77,38 @@ def test_cli_on_phantom_video_and_nifti(phantom, tmp_path):
     for stem in (video.stem, "patient0001_4CH_half_sequence"):
         for suffix in ("_curve.png", "_overlay.png", "_summary.json"):
             assert (out / f"{stem}{suffix}").stat().st_size > 0
+
+
+def test_camus_half_sequence_uses_the_cfg_phases(phantom, tmp_path):
+    """A CAMUS half sequence (ED -> ES, under one beat) gets its EF from the ED/ES frames in Info_<view>.cfg."""
+    import json
+
+    import nibabel as nib
+
+    from gdkvm.data.cfg import parse_cfg
+
+    truth = json.loads(phantom.truth_path.read_text())
+    checked = 0
+    for patient_dir in sorted((phantom.camus_root / "database_nifti").iterdir())[:3]:
+        for view in ("2CH", "4CH"):
+            seq = patient_dir / f"{patient_dir.name}_{view}_half_sequence.nii.gz"
+            gt = np.asarray(nib.load(str(patient_dir / f"{patient_dir.name}_{view}_half_sequence_gt.nii.gz")).dataobj)
+            masks = (np.transpose(gt, (2, 1, 0)) == 1).astype(np.uint8)
+            info = parse_cfg(patient_dir / f"Info_{view}.cfg")
+
+            def segmenter(frames, progress=None, masks=masks):
+                assert frames.shape == masks.shape
+                return masks
+
+            outcome = predict_one(seq, segmenter, tmp_path / seq.name, overlay_video=False)
+            assert outcome.ok, outcome.error
+            s = outcome.summary
+            assert s["phase_source"] == "labelled" and s["ef_available"], s
+            assert (s["ed_frames"], s["es_frames"]) == ([info.ed - 1], [info.es - 1])
+            assert s["beats"][0]["edv"] > s["beats"][0]["esv"] > 0
+            assert "from the acquisition's labels" in " ".join(s["notes"])
+            # Single-plane disks on the exact label masks vs the phantom's exact 3D EF.
+            exact_ef = truth["camus"][patient_dir.name]["EF"]
+            assert s["mean_ef"] == pytest.approx(exact_ef, abs=4.0), (seq.name, s["mean_ef"], exact_ef)
+            checked += 1
+    assert checked == 6
