@@ -140,6 +140,24 @@ def is_oom(error: BaseException) -> bool:
     return isinstance(error, (torch.OutOfMemoryError, MemoryError))
 
 
+def is_triton_error(error: BaseException) -> bool:
+    """Triton's compile and resource errors (``triton.TritonError`` derives from Exception directly)."""
+    return any(c.__module__.split(".")[0] == "triton" for c in type(error).__mro__)
+
+
+def is_recordable_failure(error: BaseException, also: tuple[type[BaseException], ...] = ()) -> bool:
+    """Whether one benchmark configuration failing with ``error`` becomes a row status (the run goes on).
+
+    Out of memory, runtime and domain errors, Triton compile/resource errors, and the types in ``also``;
+    anything else (a bug in the benchmark itself) propagates.
+    """
+    return (
+        is_oom(error)
+        or isinstance(error, (RuntimeError, GdkvmError, *also))
+        or is_triton_error(error)
+    )
+
+
 def failure_status(error: BaseException) -> str:
     """The row status for an exception: ``oom`` or ``failed: <Type>: <first line>``."""
     if is_oom(error):
@@ -230,16 +248,29 @@ class StepTimer:
         return self._wall[-1][1] - self._wall[0][0]
 
 
-def time_calls(fn: Callable[[int], Any], device: torch.device, warmup: int, iters: int) -> list[float]:
-    """Run ``fn(i)`` ``warmup`` times untimed, then ``iters`` times timed; returns each call's ms."""
+def time_calls(
+    fn: Callable[[int], Any], device: torch.device, warmup: int, iters: int, block: int = 1
+) -> list[float]:
+    """Run ``fn(i)`` ``warmup`` times untimed, then ``iters`` times timed in blocks of ``block`` calls.
+
+    Returns one value per block: its time divided by its calls (ms per call). With ``block > 1`` the calls
+    of a block are queued back to back, as a model's frame loop queues them, so on a GPU the value is the
+    device time per call wherever that exceeds the host's launch cost; with ``block = 1`` on an idle GPU it
+    is mostly the host's launch cost.
+    """
     for i in range(warmup):
         fn(i)
     synchronize(device)
+    block = max(1, min(block, iters))
+    sizes = [block] * (iters // block) + ([iters % block] if iters % block else [])
     timer = StepTimer(device)
-    for i in range(iters):
+    i = 0
+    for n in sizes:
         with timer.region():
-            fn(i)
-    return timer.milliseconds()
+            for _ in range(n):
+                fn(i)
+                i += 1
+    return [ms / n for ms, n in zip(timer.milliseconds(), sizes, strict=True)]
 
 
 @dataclass(frozen=True)

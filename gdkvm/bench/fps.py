@@ -41,7 +41,7 @@ from gdkvm.bench.common import (
     environment_stamp,
     failure_status,
     free_device_memory,
-    is_oom,
+    is_recordable_failure,
     module_bytes,
     precision_context,
     precision_unavailable,
@@ -191,6 +191,25 @@ class EagerStep:
         return self.stepper.state_bytes()
 
 
+def graphs_unavailable(model: nn.Module, device: torch.device) -> str | None:
+    """Why a frame step of ``model`` cannot be captured as a CUDA graph on ``device`` (None: it can).
+
+    Capture needs CUDA, a GDKVM-style model (``init_state`` / ``encode_image`` / ``advance``; the
+    baselines have none) and a memory rule with a constant-size state and no capture blocker.
+    """
+    if device.type != "cuda":
+        return GRAPHS_NEED_GPU
+    memory = getattr(model, "memory", None)
+    if memory is None or not all(hasattr(model, a) for a in ("init_state", "encode_image", "advance")):
+        return f"unavailable: CUDA graphs need a GDKVM memory model ({type(model).__name__} has none)"
+    if not getattr(memory, "constant_state", True):
+        return GRAPHS_NEED_CONSTANT_STATE
+    blocker = getattr(memory, "graph_capture_blocker", "")
+    if blocker:
+        return f"unavailable: CUDA graphs with the {getattr(memory, 'name', '?')} memory: {blocker}"
+    return None
+
+
 class GraphStep:
     """One whole frame step (encode, read, segment, encode value, write) captured as a CUDA graph.
 
@@ -202,10 +221,9 @@ class GraphStep:
     def __init__(
         self, model: nn.Module, batch: int, size: int, device: torch.device, dtype: str, warm: int = 3
     ):
-        if device.type != "cuda":
-            raise ConfigError(GRAPHS_NEED_GPU)
-        if not getattr(model.memory, "constant_state", True):
-            raise ConfigError(GRAPHS_NEED_CONSTANT_STATE)
+        why = graphs_unavailable(model, device)
+        if why is not None:
+            raise ConfigError(why)
         from gdkvm.models.gdkvm import STRIDE
 
         self.model, self.device, self.dtype = model, device, dtype
@@ -346,11 +364,17 @@ def run_stream(
     device_frames: Tensor | None,
     cfg: FpsConfig,
     device: torch.device,
+    held_bytes: int = 0,
+    peak_since_capture: bool = False,
 ) -> StreamOutcome:
     """Warm up, then time ``cfg.iters`` videos of ``cfg.frames`` steps of ``engine`` in ``mode``.
 
     host_frames: uint8 (T, B, H, W) (end-to-end input); device_frames: float (T, B, 1, S, S) on the
-    device (model-only and reference input). Tests monkeypatch this function to inject failures.
+    device (model-only and reference input). ``held_bytes``: device memory the benchmark holds outside
+    this configuration (the other model's weights), subtracted from the CUDA peak. ``peak_since_capture``:
+    the caller reset the CUDA peak before building a graph engine; keep it (a replay allocates nothing, so
+    the activations only show in the peak of the warm-up and capture). Tests monkeypatch this function to
+    inject failures.
     """
     n = host_frames.shape[0]
     native = tuple(host_frames.shape[-2:])
@@ -367,7 +391,8 @@ def run_stream(
         one_step(i)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
+        if not peak_since_capture:
+            torch.cuda.reset_peak_memory_stats(device)
     step_ms: list[float] = []
     total_s = 0.0
     kept: list[Tensor] = []
@@ -386,9 +411,11 @@ def run_stream(
         )  # per-step regions tile the stream; gaps between them (mask keeping) excluded
     state_bytes = engine.state_bytes()
     if device.type == "cuda":
-        held = 0 if device_frames is None else device_frames.numel() * device_frames.element_size()
+        held = held_bytes + (0 if device_frames is None else device_frames.numel() * device_frames.element_size())
         peak: int | None = torch.cuda.max_memory_allocated(device) - held
-        method = "cuda max_memory_allocated minus preloaded frames"
+        method = "cuda max_memory_allocated minus preloaded frames and the other model's weights"
+        if peak_since_capture:
+            method += " (from before the graph's warm-up and capture)"
     else:
         peak = _cpu_step_peak(engine, lambda: one_step(cfg.frames), module_bytes(model))
         method = "tracked tensors: weights + carried state + one step's allocations"
@@ -471,9 +498,10 @@ def _availability(
             notes.append(
                 "warning: --cuda-graphs needs a GPU; rows recorded as unavailable, eager rows still run"
             )
-        elif not getattr(model.memory, "constant_state", True):
-            graphs_why = GRAPHS_NEED_CONSTANT_STATE
-            notes.append(f"warning: --cuda-graphs: {GRAPHS_NEED_CONSTANT_STATE[len('unavailable: ') :]}")
+        else:
+            graphs_why = graphs_unavailable(model, device)
+            if graphs_why is not None:
+                notes.append(f"warning: --cuda-graphs: {graphs_why.removeprefix('unavailable: ')}")
     dtype_why = {d: precision_unavailable(device, d) for d in cfg.dtypes}
     for d, why in dtype_why.items():
         if why is not None:
@@ -506,21 +534,26 @@ def _measure(
     host_all: Tensor,
     cfg: FpsConfig,
     device: torch.device,
+    held_bytes: int = 0,
 ) -> tuple[str, StreamOutcome | None]:
     """Stream one configuration: ``("ok", outcome)``, or ``(failure status, None)`` (OOM above all).
 
-    Its tensors (engine, preloaded frames) are freed when it returns.
+    Its tensors (engine, preloaded frames) are freed when it returns. ``held_bytes``: see run_stream.
     """
     try:
         host = host_all[:, :batch]
         device_frames = None if mode == "end-to-end" else preprocess(host.to(device), cfg.size)
         if graphs:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
             engine: Any = GraphStep(net, batch, cfg.size, device, dtype)
         else:
             engine = EagerStep(net, device, dtype)
-        return STATUS_OK, run_stream(engine, mode, net, host, device_frames, cfg, device)
+        return STATUS_OK, run_stream(engine, mode, net, host, device_frames, cfg, device,
+                                     held_bytes=held_bytes, peak_since_capture=graphs)
     except Exception as e:  # one configuration failing must not stop the others
-        if not is_oom(e) and not isinstance(e, (RuntimeError, MemoryError, ConfigError)):
+        if not is_recordable_failure(e):
             raise
         return failure_status(e), None
 
@@ -646,7 +679,9 @@ def _run_fps(
         if why is not None:
             rows.append(dict(row, status=why))
             continue
-        status, out = _measure(net, mode, b, d, graphs, host_all, cfg, device)
+        other = reference if net is model else model
+        held = module_bytes(other) if other is not None and device.type == "cuda" else 0
+        status, out = _measure(net, mode, b, d, graphs, host_all, cfg, device, held_bytes=held)
         if out is None:
             free_device_memory(device)  # after the exception (and its frames) is gone
             rows.append(dict(row, status=status))

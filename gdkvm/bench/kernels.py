@@ -35,7 +35,7 @@ from gdkvm.bench.common import (
     environment_stamp,
     failure_status,
     free_device_memory,
-    is_oom,
+    is_recordable_failure,
     parse_name_list,
     resolve_device,
     summarize_ms,
@@ -47,7 +47,7 @@ from gdkvm.errors import ConfigError
 from gdkvm.kernels import triton_enabled
 from gdkvm.kernels.reference import gdr_step_reference
 
-KERNELS_SCHEMA_VERSION = 1
+KERNELS_SCHEMA_VERSION = 2
 KERNEL_COLUMNS: tuple[str, ...] = (
     *STAMP_COLUMNS,
     "backend",
@@ -61,6 +61,7 @@ KERNEL_COLUMNS: tuple[str, ...] = (
     "state_dtype",
     "warmup",
     "iters",
+    "calls_per_block",
     "us_median",
     "us_p90",
     "bytes_moved",
@@ -133,6 +134,7 @@ class KernelsConfig:
     device: str = "auto"
     warmup: int = 10
     iters: int = 100
+    block: int = 10
     sets: int = 4
     out: Path = Path("results/bench")
     seed: int = 0
@@ -141,10 +143,10 @@ class KernelsConfig:
     def validate(self) -> None:
         parse_name_list("--dtype", self.dtypes, tuple(DTYPES))
         parse_name_list("--backends", self.backends, BACKENDS)
-        if self.iters < 1 or self.warmup < 0 or self.sets < 1:
+        if self.iters < 1 or self.warmup < 0 or self.sets < 1 or self.block < 1:
             raise ConfigError(
-                f"--iters/--warmup/--sets: need iters >= 1, warmup >= 0, sets >= 1; got "
-                f"{self.iters}, {self.warmup}, {self.sets}"
+                f"--iters/--warmup/--sets/--block: need iters >= 1, warmup >= 0, sets >= 1, block >= 1; got "
+                f"{self.iters}, {self.warmup}, {self.sets}, {self.block}"
             )
 
 
@@ -320,18 +322,21 @@ def _run_kernels(
             "state_dtype": "fp32",
             "warmup": cfg.warmup,
             "iters": cfg.iters,
+            "calls_per_block": min(cfg.block, cfg.iters),
             "note": "",
         }
         try:
             sets = [make_inputs(shape, DTYPES[dname], device, cfg.seed + i) for i in range(cfg.sets)]
             ref_out, ref_state = _torch_step(sets[0])
         except Exception as e:
-            if not is_oom(e) and not isinstance(e, RuntimeError):
+            if not is_recordable_failure(e):
                 raise
+            status = failure_status(e)
+        else:
+            status = None
+        if status is not None:
             free_device_memory(device)
-            rows += [
-                dict(base, timestamp=utc_timestamp(), backend=b, status=failure_status(e)) for b in backends
-            ]
+            rows += [dict(base, timestamp=utc_timestamp(), backend=b, status=status) for b in backends]
             continue
         torch_us = None
         for backend in backends:
@@ -359,12 +364,16 @@ def _run_kernels(
                     row["rel_err"] = max(rel_err(out[0], ref_out), rel_err(out[1], ref_state))
                 if backend == "fla":
                     bytes_moved = _fla_bytes(fla_sets[0], *out)
-                ms = time_calls(fn, device, cfg.warmup, cfg.iters)
+                ms = time_calls(fn, device, cfg.warmup, cfg.iters, cfg.block)
             except Exception as e:
-                if not is_oom(e) and not isinstance(e, (RuntimeError, ValueError, AssertionError)):
+                if not is_recordable_failure(e, also=(ValueError, AssertionError)):
                     raise
+                failed = failure_status(e)
+            else:
+                failed = None
+            if failed is not None:
                 free_device_memory(device)
-                rows.append(dict(row, status=failure_status(e)))
+                rows.append(dict(row, status=failed))
                 continue
             stats = summarize_ms(ms)
             us = stats.median_ms * 1e3

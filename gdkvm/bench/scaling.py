@@ -36,7 +36,7 @@ from gdkvm.bench.common import (
     environment_stamp,
     failure_status,
     free_device_memory,
-    is_oom,
+    is_recordable_failure,
     module_bytes,
     resolve_device,
     summarize_ms,
@@ -210,12 +210,14 @@ def stream_rule(
                 at = summarize_ms(times[-cfg.window :]).median_ms
                 points.append(_Point(t, mean, at, stepper.state_bytes(), peak))
     except Exception as e:
-        if not is_oom(e) and not isinstance(e, (RuntimeError, MemoryError)):
+        if not is_recordable_failure(e):
             raise
-        del stepper
-        free_device_memory(device)
-        return points, failure_status(e)
-    return points, None
+        status = failure_status(e)
+    else:
+        return points, None
+    del stepper
+    free_device_memory(device)  # outside the handler: the traceback no longer pins the step's tensors
+    return points, status
 
 
 def _checks(rows: list[dict[str, Any]]) -> list[MemoryCheck]:
@@ -376,12 +378,13 @@ def _run_scaling(
                 model = build_model(variant, cfg.preset).to(device).eval()
                 points, status = stream_rule(model, pool, run_lengths, cfg, device)
             except Exception as e:
-                if not is_oom(e) and not isinstance(e, (RuntimeError, MemoryError)):
+                if not is_recordable_failure(e):
                     raise
-                free_device_memory(device)
                 status = failure_status(e)
             finally:
                 model = None  # noqa: F841
+            if status is not None:
+                free_device_memory(device)
         measured = {p.frames: p for p in points}
         for t in lengths:
             row = dict(base, timestamp=utc_timestamp(), frames=t)

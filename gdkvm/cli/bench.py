@@ -306,6 +306,14 @@ def kernels(
     iters: Annotated[
         int, typer.Option("--iters", help="Timed calls per configuration (median reported).")
     ] = 100,
+    block: Annotated[
+        int,
+        typer.Option(
+            "--block",
+            help="Calls queued back to back per timed block (1: time each call alone, which on an idle GPU "
+            "measures the host's launch cost).",
+        ),
+    ] = 10,
     threads: ThreadsOpt = None,
     out: OutOpt = Path("results/bench"),
 ) -> None:
@@ -331,6 +339,7 @@ def kernels(
         device=device.value,
         warmup=warmup,
         iters=iters,
+        block=block,
         out=out,
         threads=threads,
     )

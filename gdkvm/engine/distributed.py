@@ -14,11 +14,15 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from gdkvm.errors import ConfigError, GdkvmError
+
+#: Collective timeout of the process group (see init_distributed).
+PROCESS_GROUP_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,9 @@ def init_distributed(device: torch.device) -> DistInfo:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend)
+    # Only rank 0 validates while the others wait in a collective; a whole-split validation can outlast
+    # the default 10-minute collective timeout (NCCL), which would kill the job.
+    dist.init_process_group(backend=backend, timeout=PROCESS_GROUP_TIMEOUT)
     return info
 
 

@@ -36,6 +36,8 @@ missing, which the dispatcher in ``gdkvm/kernels/__init__.py`` treats as "use th
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Any
 
 import torch
@@ -222,6 +224,7 @@ def forward_kernel(interpret: bool | None = None) -> Any:
     return _JITTED[interpret]
 
 
+@functools.lru_cache(maxsize=64)
 def block_sizes(key_dim: int, head_dim: int, *, interpret: bool = False) -> tuple[int, int, int]:
     """Block sizes ``(BN, BK, BV)`` for Ck = ``key_dim`` and Dv = ``head_dim``.
 
@@ -242,19 +245,24 @@ def _gate_view(name: str, gate: Tensor | None, state: Tensor) -> Tensor | None:
     """Expand a gate map to the state's shape without copying (broadcast dims get stride 0)."""
     if gate is None:
         return None
-    try:
-        shape = torch.broadcast_shapes(gate.shape, state.shape)
-    except RuntimeError:
-        shape = None
-    if shape != state.shape:
+    # expand() succeeds exactly when the gate broadcasts to the state's shape (and is cheaper than
+    # torch.broadcast_shapes on this per-frame path).
+    if gate.dim() > state.dim():
+        view = None
+    else:
+        try:
+            view = gate.expand(state.shape)
+        except RuntimeError:
+            view = None
+    if view is None:
         raise KernelInputError(
             f"gdr_step: {name} has shape {tuple(gate.shape)}, not broadcastable to {tuple(state.shape)}"
         )
     if gate.device != state.device:
         if gate.dim() != 0:  # torch lets 0-dim CPU tensors mix with CUDA ones; so does the reference
             raise KernelInputError(f"gdr_step: {name} is on {gate.device}, the state on {state.device}")
-        gate = gate.to(state.device)
-    return gate.expand(state.shape)
+        view = gate.to(state.device).expand(state.shape)
+    return view
 
 
 def _frame_span(t: Tensor) -> int:
@@ -290,8 +298,13 @@ def _launch(
     alpha: Tensor | None,
     beta: Tensor | None,
     erase: bool,
+    *,
+    gates_expanded: bool = False,
 ) -> tuple[Tensor | None, Tensor]:
-    """Allocate the outputs and run the kernel (no autograd)."""
+    """Allocate the outputs and run the kernel (no autograd).
+
+    ``gates_expanded``: ``alpha`` / ``beta`` are already the state-shaped views of ``_gate_view``.
+    """
     b, h, ck, dv = state.shape
     interpret = bool(triton.knobs.runtime.interpret)
     if not interpret and state.device.type != "cuda":
@@ -299,8 +312,11 @@ def _launch(
             f"gdr_step_triton: tensors are on {state.device}; the kernel needs CUDA (or TRITON_INTERPRET=1)"
         )
     bn, bk, bv = block_sizes(ck, dv, interpret=interpret)
-    alpha_x = _gate_view("alpha", alpha, state)
-    beta_x = _gate_view("beta", beta, state)
+    if gates_expanded:
+        alpha_x, beta_x = alpha, beta
+    else:
+        alpha_x = _gate_view("alpha", alpha, state)
+        beta_x = _gate_view("beta", beta, state)
     new_state = torch.empty(state.shape, dtype=state.dtype, device=state.device)
     readout = None
     if query is not None:
@@ -314,37 +330,45 @@ def _launch(
     o_strides = (0, 0, 0) if readout is None else readout.stride()
     kernel = forward_kernel(interpret)
     grid = (b * h, triton.cdiv(dv, bv))
-    kernel[grid](
-        state,
-        key,
-        value,
-        q_arg,
-        a_arg,
-        b_arg,
-        o_arg,
-        new_state,
-        key.shape[1],
-        0 if query is None else query.shape[1],
-        ck,
-        dv,
-        h,
-        *state.stride(),
-        *key.stride(),
-        *value.stride(),
-        *q_strides,
-        *a_arg.stride(),
-        *b_arg.stride(),
-        *o_strides,
-        *new_state.stride(),
-        HAS_QUERY=query is not None,
-        HAS_ALPHA=alpha is not None,
-        HAS_BETA=beta is not None,
-        ERASE=erase,
-        BN=bn,
-        BK=bk,
-        BV=bv,
-    )
+    with _launch_device(state.device, interpret):
+        kernel[grid](
+            state,
+            key,
+            value,
+            q_arg,
+            a_arg,
+            b_arg,
+            o_arg,
+            new_state,
+            key.shape[1],
+            0 if query is None else query.shape[1],
+            ck,
+            dv,
+            h,
+            *state.stride(),
+            *key.stride(),
+            *value.stride(),
+            *q_strides,
+            *a_arg.stride(),
+            *b_arg.stride(),
+            *o_strides,
+            *new_state.stride(),
+            HAS_QUERY=query is not None,
+            HAS_ALPHA=alpha is not None,
+            HAS_BETA=beta is not None,
+            ERASE=erase,
+            BN=bn,
+            BK=bk,
+            BV=bv,
+        )
     return readout, new_state
+
+
+def _launch_device(device: torch.device, interpret: bool) -> contextlib.AbstractContextManager:
+    """Triton launches on the *current* CUDA device: make it the tensors' one (no-op when it already is)."""
+    if interpret or device.index is None or device.index == torch.cuda.current_device():
+        return contextlib.nullcontext()
+    return torch.cuda.device(device)
 
 
 class _GdrStepFunction(torch.autograd.Function):
@@ -414,8 +438,8 @@ def gdr_step_triton(
         KernelInputError: wrong ranks, shapes, devices or a gate that does not broadcast to the state.
     """
     _check_inputs(state, key, value, query)
-    _gate_view("alpha", alpha, state)
-    _gate_view("beta", beta, state)
+    alpha_x = _gate_view("alpha", alpha, state)
+    beta_x = _gate_view("beta", beta, state)
     frames = (key, value) if query is None else (key, value, query)
     if (
         state.dtype not in _KERNEL_DTYPES
@@ -424,7 +448,11 @@ def gdr_step_triton(
         or any(_frame_span(t) >= 2**31 for t in frames)  # the kernel's pixel offsets are int32
     ):
         return gdr_step_reference(state, key, value, query, alpha, beta, erase=erase)
-    return _GdrStepFunction.apply(state, key, value, query, alpha, beta, bool(erase))
+    inputs = (state, key, value, query, alpha, beta)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+        return _GdrStepFunction.apply(state, key, value, query, alpha, beta, bool(erase))
+    # Inference (the streaming path): no autograd node, and the gate views made above are reused.
+    return _launch(state, key, value, query, alpha_x, beta_x, bool(erase), gates_expanded=True)
 
 
 #: The name the dispatcher (``gdkvm.kernels.gdr_step``) looks up.

@@ -54,6 +54,8 @@ class MemoryRule(nn.Module):
     #: Whether the rule sums raw key outer products over pixels, so the model scales keys by 1/sqrt(N)
     #: (see GDKVM._scale_keys); False where the rule normalises itself (softmax, gka).
     sums_over_pixels: ClassVar[bool] = True
+    #: Why one step of this rule must not be captured in a CUDA graph ("" = it may be).
+    graph_capture_blocker: ClassVar[str] = ""
 
     def __init__(self, key_dim: int, value_dim: int, heads: int = 8, decay_form: str = "exp", **kwargs: Any):
         super().__init__()
@@ -293,6 +295,8 @@ class KalmanMemory(MemoryRule):
 
     name = "gka"
     sums_over_pixels = False
+    # A failed capture can leave the CUDA context unusable for the rows after it, so it is not attempted.
+    graph_capture_blocker = "its batched Cholesky solve is not known to be CUDA-graph capture-safe"
 
     def __init__(
         self,

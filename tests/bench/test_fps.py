@@ -203,10 +203,10 @@ def test_reference_unavailable_for_gka(tmp_path):
 def test_oom_is_recorded_and_the_next_size_runs(tmp_path, monkeypatch, error):
     real = fps.run_stream
 
-    def flaky(engine, mode, model, host_frames, device_frames, cfg, device):
+    def flaky(engine, mode, model, host_frames, device_frames, cfg, device, **kw):
         if host_frames.shape[1] == 2:
             raise error
-        return real(engine, mode, model, host_frames, device_frames, cfg, device)
+        return real(engine, mode, model, host_frames, device_frames, cfg, device, **kw)
 
     monkeypatch.setattr(fps, "run_stream", flaky)
     result = run_fps(tiny_cfg(tmp_path, batches=(1, 2, 3), frames=1, warmup=0, reference=False))
@@ -253,3 +253,51 @@ def test_compile_flag_compiles_the_network_modules(tmp_path, monkeypatch):
     assert "ResNetTrunk" in compiled and "MaskDecoder" in compiled
     assert all(r["compile"] is (r["mode"] != "reference") for r in result.rows)
     assert any(m.startswith("torch.compile:") for m in result.messages)
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ("full", None),
+        ("unet", "unavailable: CUDA graphs need a GDKVM memory model (UNet has none)"),
+        ("stm", "unavailable: CUDA graphs need a GDKVM memory model (STM has none)"),
+        ("softmax-memory", fps.GRAPHS_NEED_CONSTANT_STATE),
+        ("gka", "unavailable: CUDA graphs with the gka memory: its batched Cholesky solve"),
+    ],
+)
+def test_graph_capture_availability_on_a_cuda_device(variant, expected):
+    """Decided from the model alone (nothing runs on the device), so it is checked here without a GPU."""
+    from gdkvm.models.registry import build_model
+
+    model = build_model(variant, "tiny")
+    why = fps.graphs_unavailable(model, torch.device("cuda", 0))
+    if expected is None:
+        assert why is None
+    else:
+        assert why is not None and why.startswith(expected)
+    assert fps.graphs_unavailable(model, torch.device("cpu")) == fps.GRAPHS_NEED_GPU
+
+
+def test_triton_compile_error_is_a_row_not_a_crash(tmp_path, monkeypatch):
+    triton = pytest.importorskip("triton")
+    real = fps.run_stream
+
+    def broken(engine, mode, model, host_frames, device_frames, cfg, device, **kw):
+        if mode == "end-to-end":
+            raise triton.compiler.errors.CompilationError("k.py", None, "out of shared memory")
+        return real(engine, mode, model, host_frames, device_frames, cfg, device, **kw)
+
+    monkeypatch.setattr(fps, "run_stream", broken)
+    rows = run_fps(tiny_cfg(tmp_path, frames=1, warmup=0, reference=False)).rows
+    status = {r["mode"]: r["status"] for r in rows}
+    assert status["model-only"] == "ok"
+    assert status["end-to-end"].startswith("failed: CompilationError")
+
+
+def test_a_bug_in_the_benchmark_still_raises(tmp_path, monkeypatch):
+    def buggy(*a, **kw):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(fps, "run_stream", buggy)
+    with pytest.raises(KeyError):
+        run_fps(tiny_cfg(tmp_path, frames=1, warmup=0, reference=False))

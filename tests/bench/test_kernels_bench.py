@@ -98,3 +98,44 @@ def test_parse_shapes():
         parse_shapes("8x576x64")
     with pytest.raises(ConfigError, match="not divisible"):
         parse_shapes("8x576x64x250x8")
+
+
+def test_time_calls_blocks_queue_calls_and_report_per_call_time(monkeypatch):
+    """``--block N``: N calls per timed region; each value is that region's time over its calls."""
+    from gdkvm.bench import common
+
+    regions: list[int] = []
+    calls: list[int] = []
+
+    class FakeTimer:
+        def __init__(self, device):
+            self.n = 0
+
+        def region(self):
+            import contextlib
+
+            @contextlib.contextmanager
+            def cm():
+                before = len(calls)
+                yield
+                regions.append(len(calls) - before)
+
+            return cm()
+
+        def milliseconds(self):
+            return [10.0 * n for n in regions]  # 10 ms per call
+
+    monkeypatch.setattr(common, "StepTimer", FakeTimer)
+    ms = common.time_calls(calls.append, torch.device("cpu"), warmup=2, iters=25, block=10)
+    assert calls == [0, 1] + list(range(25))  # warm-up calls, then the timed ones with running indices
+    assert regions == [10, 10, 5]
+    assert ms == [10.0, 10.0, 10.0]
+
+
+def test_block_is_recorded_and_validated(tmp_path):
+    cfg = KernelsConfig(shapes=parse_shapes(SHAPE), dtypes=("fp32",), backends=("torch",), device="cpu",
+                        warmup=0, iters=6, block=4, out=tmp_path)
+    (row,) = run_kernels(cfg).rows
+    assert row["status"] == "ok" and row["calls_per_block"] == 4
+    with pytest.raises(ConfigError, match="block >= 1"):
+        KernelsConfig(block=0).validate()

@@ -60,3 +60,12 @@ def test_unknown_command_exit_code():
         [sys.executable, "-m", "gdkvm.cli.main", "no-such-command"], capture_output=True, text=True
     )
     assert proc.returncode == 2
+
+
+def test_python_dash_m_gdkvm_runs_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "gdkvm", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert __version__ in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "gdkvm", "bench", "fps", "--batch", "x"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr

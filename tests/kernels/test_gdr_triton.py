@@ -284,3 +284,16 @@ def test_cpu_tensors_without_interpreter_raise(monkeypatch: pytest.MonkeyPatch):
     state = torch.zeros(1, 1, 16, 16)
     with pytest.raises(KernelInputError, match="needs CUDA"):
         gdr_triton.gdr_step(state, torch.zeros(1, 4, 16), torch.zeros(1, 4, 16), None, None, None)
+
+
+def test_inference_path_skips_autograd_and_matches_the_training_path(triton_device, nan_poison):
+    """Without inputs that need gradients the wrapper launches directly (no autograd node); the forward
+    values are the same as through the autograd Function."""
+    case = Case(2, 2, 45, 45, 32, 16, "head")
+    inputs = make_inputs(case, triton_device, seed=6)
+    readout, new_state = gdr_triton.gdr_step(*inputs)
+    assert new_state.grad_fn is None and readout.grad_fn is None
+    leaves = [None if t is None else t.clone().requires_grad_(True) for t in inputs]
+    readout_g, new_state_g = gdr_triton.gdr_step(*leaves)
+    assert new_state_g.grad_fn is not None
+    assert torch.equal(new_state_g.detach(), new_state) and torch.equal(readout_g.detach(), readout)
