@@ -93,7 +93,7 @@ def ef_table(summary: dict[str, Any]) -> Table | None:
 def evaluate(
     run: Annotated[Path, typer.Option("--run", help="Training run folder (config.yaml + checkpoint).")],
     split: Annotated[Split, typer.Option("--split", help="Split to score.")] = Split.test,
-    data: Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder [default: the run's].")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder (default: the run's).")] = None,
     mode: Annotated[Mode, typer.Option("--mode", help="Metric protocol: clean | memsam | gdkvm-legacy.")] = Mode.clean,
     checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="auto (best, else last) | best | last.")] = Checkpoint.auto,
     device: Annotated[Device, typer.Option("--device", help="auto | cpu | cuda.")] = Device.auto,

@@ -78,6 +78,16 @@ def _register() -> None:
 _register()
 
 
+def hoist_debug_flag(argv: list[str]) -> list[str]:
+    """Move ``--debug`` given after the command (``gdkvm bench fps ... --debug``) to the root, where the
+    option lives, so it works wherever the user types it. Arguments after ``--`` are left alone."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    head, tail = argv[1:end], argv[end:]
+    if "--debug" not in head:
+        return argv
+    return [argv[0], "--debug", *(a for a in head if a != "--debug"), *tail]
+
+
 def run() -> None:
     """Console-script entry point: run the app, turning GdkvmError into one red line and exit 1.
 
@@ -86,6 +96,7 @@ def run() -> None:
     """
     from gdkvm.errors import GdkvmError
 
+    sys.argv = hoist_debug_flag(sys.argv)
     try:
         app()
     except GdkvmError as e:

@@ -43,6 +43,8 @@ def training_size(run: Path) -> int | None:
     if not cfg_path.is_file():
         return None
     cfg = load_yaml(cfg_path) or {}
+    if isinstance(cfg, dict) and isinstance(cfg.get("train"), dict):
+        cfg = cfg["train"]  # what `gdkvm train` writes; a flat mapping is accepted too
     data = cfg.get("data") if isinstance(cfg, dict) else None
     if not data:
         return None

@@ -69,3 +69,41 @@ def test_python_dash_m_gdkvm_runs_the_cli():
     proc = subprocess.run([sys.executable, "-m", "gdkvm", "bench", "fps", "--batch", "x"],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def test_no_option_help_text_is_eaten_as_rich_markup():
+    """With rich markup on, an unescaped "[default: 10]" in a help string renders as nothing."""
+    import re
+
+    import typer.main
+
+    styles = {"bold", "cyan", "green", "red", "yellow", "dim", "italic", "magenta", "blue", "white"}
+    root = typer.main.get_command(app)
+
+    def commands(cmd, path=()):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from commands(sub, (*path, name))
+
+    bad = []
+    seen = 0
+    for path, cmd in commands(root):
+        seen += 1
+        for param in cmd.params:
+            for tag in re.findall(r"(?<!\\)\[([^\]]*)\]", getattr(param, "help", None) or ""):
+                if tag.lstrip("/").split(" ")[0] not in styles and tag != "/":
+                    bad.append((" ".join(path), param.name, tag))
+    assert seen >= 12  # the root, its commands and the prepare/bench sub-commands
+    assert not bad, bad
+
+
+def test_debug_flag_works_after_the_command():
+    from gdkvm.cli.main import hoist_debug_flag
+
+    assert hoist_debug_flag(["gdkvm", "bench", "fps", "--debug"]) == ["gdkvm", "--debug", "bench", "fps"]
+    assert hoist_debug_flag(["gdkvm", "train", "--", "--debug"]) == ["gdkvm", "train", "--", "--debug"]
+    assert hoist_debug_flag(["gdkvm", "variants"]) == ["gdkvm", "variants"]
+    proc = subprocess.run([sys.executable, "-m", "gdkvm", "bench", "fps", "--batch", "x", "--debug"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr

@@ -201,3 +201,12 @@ def test_frame_rate_from_camus_cfg_and_training_size(tmp_path):
 
     (store / "store.json").write_text(json.dumps({"format": STORE_FORMAT, "files": {}, "options": {"size": 96}}))
     assert training_size(run) == 96
+    # the layout `gdkvm train` writes (train section, model section, versions)
+    from gdkvm.engine.checkpoint import RunPaths
+    from gdkvm.engine.config import TrainConfig
+    from gdkvm.engine.distributed import env_dist_info
+    from gdkvm.engine.train import _write_run_config
+    from gdkvm.models.registry import build_model
+
+    _write_run_config(TrainConfig(data=str(store)), RunPaths(run), build_model("full", "tiny"), env_dist_info())
+    assert training_size(run) == 96
