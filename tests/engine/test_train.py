@@ -154,7 +154,9 @@ def test_bad_runs_and_stores_are_one_line_errors(prepared_store, tmp_path):
 
 
 def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(prepared_store, tmp_path):
-    iterations = 10
+    # Long enough that the child cannot finish between its first checkpoint and the kill, even when this
+    # process stalls for seconds on a busy machine; the resume below runs only the remaining steps.
+    iterations = 200
     cmd = [sys.executable, "-m", "gdkvm.cli.main", "train", "--data", str(prepared_store), "--variant", "full",
            "--preset", "tiny", "--iterations", str(iterations), "--batch-size", "2", "--ckpt-every", "2",
            "--val-every", "1000", "--device", "cpu", "--out", str(tmp_path), "--name", "killed"]
@@ -178,10 +180,11 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(prepared_stor
     saved = load_trainer_state(run / "trainer_state.pt")["iteration"]
     assert 2 <= saved < iterations and saved % 2 == 0
 
-    cfg = tiny_config(prepared_store, iterations=iterations, ckpt_every=2, name="killed")
+    final = saved + 4  # --iterations may change on resume; finishing all 200 would only cost time
+    cfg = tiny_config(prepared_store, iterations=final, ckpt_every=2, name="killed")
     resumed = train_run(cfg, tmp_path, resume=True)
     assert resumed.start_iteration == saved and resumed.finished
-    assert json.loads((run / "train_done.json").read_text())["iteration"] == iterations
-    assert [r["iteration"] for r in _train_records(run)] == list(range(1, iterations + 1))
+    assert json.loads((run / "train_done.json").read_text())["iteration"] == final
+    assert [r["iteration"] for r in _train_records(run)] == list(range(1, final + 1))
     assert not [p for p in run.iterdir() if ".tmp" in p.name]
     assert sha256_file(run / "checkpoint_last.safetensors")

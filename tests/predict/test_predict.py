@@ -135,7 +135,8 @@ def test_expand_inputs_errors(tmp_path):
 
 
 def test_cli_end_to_end_with_a_tiny_run(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from gdkvm.models.registry import build_model
     from gdkvm.models.weights import save_checkpoint
 

@@ -72,8 +72,14 @@ def test_cli_on_phantom_video_and_nifti(phantom, tmp_path):
                                       str(tmp_path / "out"), "--size", "64", "--device", "cpu", "--no-video"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
-    assert (out / f"{video.stem}_lv_mask.npz").is_file()
-    assert (out / "patient0001_4CH_half_sequence_lv_mask.nii.gz").is_file()
+    import nibabel as nib
+
+    from gdkvm.data.echonet import load_video
+
+    masks = np.load(out / f"{video.stem}_lv_mask.npz")["masks"]
+    assert masks.shape == load_video(video).shape and set(np.unique(masks)) <= {0, 1}
+    seg = nib.load(str(out / "patient0001_4CH_half_sequence_lv_mask.nii.gz"))
+    assert seg.shape == nib.load(str(nifti)).shape and set(np.unique(np.asarray(seg.dataobj))) <= {0, 1}
     for stem in (video.stem, "patient0001_4CH_half_sequence"):
         for suffix in ("_curve.png", "_overlay.png", "_summary.json"):
             assert (out / f"{stem}{suffix}").stat().st_size > 0
