@@ -183,6 +183,12 @@ def camus(
     _print_next(out)
 
 
+class TracingRows(str, Enum):
+    all = "all"
+    first = "first"
+    exact = "exact"
+
+
 @prepare_app.command("echonet")
 def echonet(
     root: RootOpt,
@@ -196,6 +202,17 @@ def echonet(
         ),
     ] = ClipForm.ed_es,
     frames: FramesOpt = 10,
+    tracing_rows: Annotated[
+        TracingRows,
+        typer.Option(
+            "--tracing-rows",
+            help="Mask rows of traced frames without exactly 21 rows (repeated tracings of 42/63/84 rows, "
+            "odd counts): first = the first 21 rows (one tracing); all = every row after the first, "
+            "bit for bit as echonet/dynamic and the GDKVM re-release (their masks of twice-traced "
+            "frames come out largely hollow); exact = skip the video unless both traced frames have "
+            "exactly 21 rows (MemSAM; skipped videos are listed, not bad cases).",
+        ),
+    ] = TracingRows.first,
     strict: StrictOpt = False,
 ) -> None:
     """Prepare EchoNet-Dynamic: 10 frames from the traced ED to ES, masks at the first and last frame.
@@ -203,7 +220,7 @@ def echonet(
     [bold]Examples[/]
 
       gdkvm prepare echonet --root data/raw/EchoNet-Dynamic
-      gdkvm prepare echonet --root data/raw --size 256 --clip earlier-later --strict
+      gdkvm prepare echonet --root data/raw --size 256 --clip earlier-later --tracing-rows exact --strict
     """
     from gdkvm.data.store import prepare_echonet
 
@@ -215,6 +232,7 @@ def echonet(
             sampling=sampling.value,
             clip=clip.value,
             frames=frames,
+            tracing_rows=tracing_rows.value,
             strict=strict,
             progress=update,
         )

@@ -160,6 +160,36 @@ def read_nifti_sequence(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     return np.ascontiguousarray(data.transpose(2, 1, 0)), (zooms[1], zooms[0])
 
 
+def phase_gt_path(root: Path, patient: str, view: str, phase: str) -> Path:
+    """``patientXXXX_<view>_<ED|ES>_gt.nii.gz``: the single-frame GT the official CAMUS EF script reads."""
+    return Path(root) / "database_nifti" / patient / f"{patient}_{view}_{phase}_gt.nii.gz"
+
+
+def read_phase_gt(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """Load a single-frame ED/ES GT NIfTI as an (H, W) label map plus its spacing (sy, sx) in mm.
+
+    Stored as (X, Y) or (X, Y, 1); problems raise :class:`DataError` naming the file.
+    """
+    import nibabel as nib
+
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+        zooms = tuple(float(z) for z in image.header.get_zooms())
+    except Exception as e:  # nibabel, gzip and zlib raise many types for corrupt files
+        detail = " ".join(str(e).split())[:120]
+        raise DataError(path, f"cannot read NIfTI ({type(e).__name__}: {detail})") from None
+    while data.ndim > 2 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 2:
+        raise DataError(path, f"expected a 2-D (X, Y) frame, got shape {tuple(data.shape)}")
+    if len(zooms) < 2 or not all(np.isfinite(zooms[:2])) or min(zooms[:2]) <= 0:
+        raise DataError(path, f"invalid pixel spacing {zooms[:2]}")
+    return _to_label_map(path, np.ascontiguousarray(data.T)), (zooms[1], zooms[0])
+
+
 def _to_uint8_image(path: Path, data: np.ndarray) -> np.ndarray:
     if data.dtype == np.uint8:
         return data

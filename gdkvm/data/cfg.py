@@ -6,6 +6,11 @@ One ``Key: value`` pair per line. Two key sets exist and both are accepted:
 - 2019 MHD release: ``ED, ES, NbFrame, Sex, Age, ImageQuality, LVedv, LVesv, LVef``.
 
 ``ED`` and ``ES`` are 1-based frame numbers inside the half sequence.
+
+Required keys (ED, ES, NbFrame) must be valid or the case is rejected. Optional values that are empty or
+unreadable (``Age:``, ``EF: nan``) become None with a warning, as other CAMUS readers ignore them; a line
+repeated with the same value is accepted, a key repeated with another value is an error; a UTF-8 byte
+order mark is ignored.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class CamusInfo:
     edv: float | None = None
     esv: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: Optional values that could not be read (set to None instead of rejecting the case).
+    warnings: tuple[str, ...] = ()
 
 
 def _split_lines(path: Path, text: str) -> dict[str, str]:
@@ -53,7 +60,9 @@ def _split_lines(path: Path, text: str) -> dict[str, str]:
         if not key:
             raise DataError(path, f"line {number}: empty key")
         if key in values:
-            raise DataError(path, f"line {number}: duplicate key {key!r}")
+            if values[key] == value:
+                continue  # a repeated identical line changes nothing
+            raise DataError(path, f"line {number}: duplicate key {key!r} with another value")
         values[key] = value
     return values
 
@@ -96,13 +105,27 @@ def parse_cfg_text(text: str, path: str | Path = "<cfg>") -> CamusInfo:
     if ed == es:
         raise DataError(path, f"ED and ES are the same frame ({ed})")
 
+    warnings: list[str] = []
+
+    def optional(key: str, convert):
+        """An optional value; an empty or malformed one becomes None and a warning (other readers of
+        CAMUS ignore such values too), never a rejected case."""
+        raw = values.pop(key)
+        if raw == "":
+            return None
+        try:
+            return convert(path, key, raw)
+        except DataError as e:
+            warnings.append(f"{e.problem}; ignored")
+            return None
+
     def opt_float(*keys: str) -> float | None:
         for key in keys:
             if key in values:
-                return _as_float(path, key, values.pop(key))
+                return optional(key, _as_float)
         return None
 
-    age = _as_int(path, "Age", values.pop("Age")) if "Age" in values else None
+    age = optional("Age", _as_int) if "Age" in values else None
     ef = opt_float("EF", "LVef")
     values.pop("LVef", None)  # both EF and LVef present: EF (the NIfTI release value) wins
     return CamusInfo(
@@ -117,6 +140,7 @@ def parse_cfg_text(text: str, path: str | Path = "<cfg>") -> CamusInfo:
         edv=opt_float("LVedv"),
         esv=opt_float("LVesv"),
         extra=values,
+        warnings=tuple(warnings),
     )
 
 
@@ -126,7 +150,7 @@ def parse_cfg(path: str | Path) -> CamusInfo:
     if not path.is_file():
         raise DataError(path, "file not found")
     try:
-        text = path.read_text(encoding="utf-8", errors="strict")
+        text = path.read_text(encoding="utf-8-sig", errors="strict")  # -sig: a leading BOM is not part of "ED"
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(path, f"cannot read: {type(e).__name__}") from None
     return parse_cfg_text(text, path)

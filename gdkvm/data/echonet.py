@@ -1,9 +1,22 @@
 """Reader for EchoNet-Dynamic (``FileList.csv``, ``VolumeTracings.csv``, ``Videos/*.avi``), datasets.md §2.
 
-Tracings: each traced frame has 21 rows, the first the LV long axis and then 20 disk chords. Frames
-traced several times (42/63/84 rows) keep the first 21 rows. The mask polygon is the X1 ends of the
-chords followed by the X2 ends in reverse (same for Y). ED is the traced frame with the larger polygon
-area and ES the smaller one; the row order is never trusted.
+Tracings: a traced frame normally has 21 rows, the first the LV long axis and then 20 disk chords.
+About 0.5 % of real frames hold several tracings concatenated (42/63/84 rows) and a few have row counts
+that are not a multiple of 21. Which rows make the mask polygon is the ``tracing_rows`` policy
+(:data:`TRACING_ROWS`):
+
+- ``"first"`` (default): the first 21 rows when the frame has at least 21, else all of them;
+- ``"all"`` (echonet/dynamic, GDKVM re-release, bit for bit): every row of the frame after the first. A
+  frame traced twice then runs down each wall twice, and the even-odd fill of both tools leaves most of
+  its mask hollow, which is why it is not the default;
+- ``"exact"`` (MemSAM): only videos whose two traced frames have exactly 21 rows are used; the
+  others are skipped and listed (not bad cases).
+
+A frame with fewer than 3 rows is a problem under every policy. The mask polygon is the X1 ends of the
+chords followed by the X2 ends in reverse (same for Y). ED is the traced frame whose first tracing
+(its first 21 rows) has the larger polygon area and ES the other one, under every policy; the row
+order is never trusted. Tracings without a FileList row (one in the real dataset) are listed apart
+and ignored.
 """
 
 from __future__ import annotations
@@ -34,10 +47,18 @@ FILELIST_COLUMNS = (
 FILELIST_NUMERIC = ("EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames")
 TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
 ROWS_PER_TRACING = 21
+MIN_TRACING_ROWS = 3  # the long axis and two chords
 SPLIT_NAMES = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
 
 ClipForm = Literal["ed-es", "earlier-later"]
 CLIP_FORMS: tuple[str, ...] = ("ed-es", "earlier-later")
+TracingRows = Literal["all", "first", "exact"]
+TRACING_ROWS: tuple[str, ...] = ("all", "first", "exact")
+
+
+def _check_tracing_rows(tracing_rows: str) -> None:
+    if tracing_rows not in TRACING_ROWS:
+        raise ValueError(f"unknown tracing_rows {tracing_rows!r}; valid: {', '.join(TRACING_ROWS)}")
 
 
 def find_echonet_root(root: str | Path) -> Path:
@@ -151,29 +172,57 @@ def read_filelist(path: str | Path) -> tuple[dict[str, FileListEntry], list[Data
     return entries, problems
 
 
+def _polygon(chords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.concatenate([chords[:, 0], chords[::-1, 2]])
+    y = np.concatenate([chords[:, 1], chords[::-1, 3]])
+    return x, y
+
+
+def _shoelace(x: np.ndarray, y: np.ndarray) -> float:
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
 @dataclass(frozen=True)
 class FrameTracing:
-    """The tracing of one frame: ``coords`` (21, 4) float64 rows (X1, Y1, X2, Y2).
+    """The tracing of one frame: ``coords`` (R, 4) float64, every CSV row (X1, Y1, X2, Y2) of the frame.
 
-    Row 0 is the long axis, rows 1..20 the disk chords. ``n_tracings`` > 1 when the CSV held the
-    frame several times (only the first tracing is kept).
+    Normally R = 21: row 0 the long axis, rows 1..20 the disk chords. R = 42/63/84 when the CSV held
+    the frame several times; a few real frames have other counts. ``rows`` is the policy that picks the
+    polygon rows (see :data:`TRACING_ROWS` and the module docstring).
     """
 
     frame: int
     coords: np.ndarray
-    n_tracings: int = 1
+    rows: TracingRows = "first"
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.coords.shape[0])
+
+    def chords(self) -> np.ndarray:
+        """The rows making the polygon: all rows after the first (``"all"``, ``"exact"``), or rows
+        1..20 of the first tracing (``"first"``; every row after the first when R < 21)."""
+        rows = self.coords[:ROWS_PER_TRACING] if self.rows == "first" else self.coords
+        return rows[1:]
 
     def polygon(self) -> tuple[np.ndarray, np.ndarray]:
-        """Polygon vertices (x, y), each (40,): X1 of the chords, then X2 of the chords reversed."""
-        chords = self.coords[1:]
-        x = np.concatenate([chords[:, 0], chords[::-1, 2]])
-        y = np.concatenate([chords[:, 1], chords[::-1, 3]])
-        return x, y
+        """Polygon vertices (x, y), each (2 * chords,): X1 of the chords, then X2 of the chords reversed.
+
+        40 vertices for a 21-row frame; 82 for a 42-row frame under ``"all"``, 40 under ``"first"``.
+        Under ``"all"`` a 42-row polygon runs down each wall twice, so its even-odd fill (``mask``,
+        like skimage in echonet/dynamic and cv2.fillPoly in the re-release) is largely hollow.
+        """
+        return _polygon(self.chords())
 
     def area(self) -> float:
-        """Shoelace area of the polygon in pixels^2 (float coordinates, no rounding)."""
-        x, y = self.polygon()
-        return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+        """Shoelace area of the policy's polygon in pixels^2 (float coordinates, no rounding)."""
+        return _shoelace(*self.polygon())
+
+    def first_tracing_area(self) -> float:
+        """Shoelace area of the first tracing's polygon (rows 2..21, or every row after the first when
+        R < 21), whatever the policy. ED/ES are chosen by it: the area of a repeated-tracing polygon
+        (about twice the true one) or of its hollow mask would misorder them."""
+        return _shoelace(*_polygon(self.coords[:ROWS_PER_TRACING][1:]))
 
     def mask(self, shape: tuple[int, int]) -> np.ndarray:
         """Rasterise the polygon on an (H, W) grid -> uint8 {0, 1}; outside points are clipped."""
@@ -186,10 +235,15 @@ class FrameTracing:
         return out
 
     def disk_volume(self) -> float:
-        """Single-plane method of disks in pixel units: V = pi/4 * sum(d_i^2) * L / 20."""
+        """Single-plane method of disks in pixel units: V = pi/4 * sum(d_i^2) * L / 20.
+
+        Uses the first tracing's 21 rows whatever the policy; NaN when the frame has fewer than 21 rows.
+        """
+        if self.n_rows < ROWS_PER_TRACING:
+            return math.nan
         long_axis = self.coords[0]
         length = math.hypot(long_axis[2] - long_axis[0], long_axis[3] - long_axis[1])
-        chords = self.coords[1:]
+        chords = self.coords[1:ROWS_PER_TRACING]
         diameters_sq = (chords[:, 2] - chords[:, 0]) ** 2 + (chords[:, 3] - chords[:, 1]) ** 2
         return float(math.pi / 4.0 * diameters_sq.sum() * length / (ROWS_PER_TRACING - 1))
 
@@ -197,21 +251,26 @@ class FrameTracing:
 @dataclass
 class TracingTable:
     """Grouped ``VolumeTracings.csv``: per video (FileName without ``.avi``), its traced frames in
-    file order, plus the problems found (one DataError per bad video) and counts of quirks."""
+    file order, plus the problems found (one DataError per bad video) and counts of quirks over the
+    whole file: frames with several 21-row tracings (42/63/84 rows) and frames whose row count is not
+    a multiple of 21."""
 
     path: Path
     videos: dict[str, list[FrameTracing]] = field(default_factory=dict)
     problems: dict[str, DataError] = field(default_factory=dict)
     multi_tracing_frames: int = 0
+    odd_row_frames: int = 0
 
 
-def read_tracings(path: str | Path) -> TracingTable:
-    """Read and group ``VolumeTracings.csv`` by FileName and Frame.
+def read_tracings(path: str | Path, tracing_rows: TracingRows = "first") -> TracingTable:
+    """Read and group ``VolumeTracings.csv`` by FileName and Frame; every row of a frame is kept.
 
     The header must be exactly ``FileName,X1,Y1,X2,Y2,Frame`` (raised otherwise). A video with a
-    non-numeric field, a negative or fractional frame, or a row count that is not a multiple of 21
-    is recorded in ``problems`` and gets no tracings.
+    non-numeric field, a negative or fractional frame, or a frame with fewer than 3 rows is recorded
+    in ``problems`` and gets no tracings. ``tracing_rows`` is stored in each :class:`FrameTracing`;
+    skipping videos under ``"exact"`` is :func:`index_echonet`'s job.
     """
+    _check_tracing_rows(tracing_rows)
     path = Path(path)
     table = _read_csv_as_text(path)
     header = tuple(str(c).strip() for c in table.columns)
@@ -236,19 +295,25 @@ def read_tracings(path: str | Path) -> TracingTable:
         grouped.setdefault(name, {}).setdefault(int(frame), []).append(pos)
     for name, by_frame in grouped.items():
         tracings = []
+        multi = odd = 0
         for frame, rows in by_frame.items():
             count = len(rows)
-            if count % ROWS_PER_TRACING != 0:
+            if count < MIN_TRACING_ROWS:
                 result.problems[name] = DataError(
-                    path, f"{name}.avi frame {frame}: {count} rows, not a multiple of {ROWS_PER_TRACING}"
+                    path,
+                    f"{name}.avi frame {frame}: {count} row(s), a tracing needs at least {MIN_TRACING_ROWS} "
+                    "(long axis and 2 chords)",
                 )
                 break
-            n_tracings = count // ROWS_PER_TRACING
-            if n_tracings > 1:
-                result.multi_tracing_frames += 1
-            tracings.append(FrameTracing(frame, coords[rows[:ROWS_PER_TRACING]].copy(), n_tracings))
+            if count % ROWS_PER_TRACING:
+                odd += 1
+            elif count > ROWS_PER_TRACING:
+                multi += 1
+            tracings.append(FrameTracing(frame, coords[rows].copy(), tracing_rows))
         else:
             result.videos[name] = tracings
+            result.multi_tracing_frames += multi
+            result.odd_row_frames += odd
     return result
 
 
@@ -289,8 +354,12 @@ class EchoEntry:
 class EchoIndex:
     """The usable videos of an EchoNet folder and what was left out.
 
-    ``untraced``: FileList videos without any tracing (skipped, not errors). ``problems``: bad cases,
-    one DataError per video (tracing without FileList row, missing AVI, malformed rows, ...).
+    ``problems``: bad cases, one DataError per video (missing AVI, malformed rows, ...). Not problems
+    (skipped and listed, never fatal): ``untraced``, FileList videos without any tracing;
+    ``orphan_tracings``, tracings whose FileName has no FileList row (real data: one, with no video);
+    ``skipped_rows``, videos left out by ``tracing_rows="exact"`` because a traced frame does not have
+    exactly 21 rows. Names have no ``.avi``. ``multi_tracing_frames`` / ``odd_row_frames`` count the
+    traced frames of ``entries`` with 42/63/84 rows / a row count not a multiple of 21.
     """
 
     root: Path
@@ -298,19 +367,35 @@ class EchoIndex:
     problems: list[DataError]
     untraced: list[str]
     multi_tracing_frames: int
+    odd_row_frames: int = 0
+    orphan_tracings: list[str] = field(default_factory=list)
+    skipped_rows: list[str] = field(default_factory=list)
+    tracing_rows: TracingRows = "first"
 
 
-def index_echonet(root: Path) -> EchoIndex:
-    """Join FileList, VolumeTracings and the Videos folder into usable entries, sorted by FileName."""
+def _listed_names(path: Path) -> set[str]:
+    """Every FileName in FileList.csv (without ``.avi``), malformed rows included."""
+    names = _read_csv_as_text(path)["FileName"].str.strip()
+    return set(names.where(~names.str.lower().str.endswith(".avi"), names.str[:-4]).tolist())
+
+
+def index_echonet(root: Path, tracing_rows: TracingRows = "first") -> EchoIndex:
+    """Join FileList, VolumeTracings and the Videos folder into usable entries, sorted by FileName.
+
+    Tracings of FileNames absent from FileList go to ``orphan_tracings`` (those of a FileList row that
+    is itself malformed are dropped silently: the row is already a problem). Under
+    ``tracing_rows="exact"`` a video whose two traced frames do not both have 21 rows goes to
+    ``skipped_rows``.
+    """
     root = Path(root)
     filelist, problems = read_filelist(root / "FileList.csv")
-    tracings = read_tracings(root / "VolumeTracings.csv")
+    listed = _listed_names(root / "FileList.csv")
+    tracings = read_tracings(root / "VolumeTracings.csv", tracing_rows)
     videos_dir = root / "Videos"
     entries: list[EchoEntry] = []
     untraced: list[str] = []
-    for name in sorted(set(tracings.videos) | set(tracings.problems)):
-        if name not in filelist:
-            problems.append(DataError(tracings.path, f"tracing for {name}.avi which has no FileList.csv row"))
+    skipped_rows: list[str] = []
+    orphans = sorted(n for n in set(tracings.videos) | set(tracings.problems) if n not in listed)
     for name in sorted(filelist):
         info = filelist[name]
         if name in tracings.problems:
@@ -328,17 +413,25 @@ def index_echonet(root: Path) -> EchoIndex:
                 )
             )
             continue
+        if tracing_rows == "exact" and any(t.n_rows != ROWS_PER_TRACING for t in frames):
+            skipped_rows.append(name)
+            continue
         video_path = videos_dir / f"{name}.avi"
         if not video_path.is_file():
             problems.append(DataError(video_path, "video file not found"))
             continue
         entries.append(EchoEntry(info=info, video_path=video_path, tracings=(frames[0], frames[1])))
+    row_counts = [t.n_rows for e in entries for t in e.tracings]
     return EchoIndex(
         root=root,
         entries=entries,
         problems=problems,
         untraced=untraced,
-        multi_tracing_frames=tracings.multi_tracing_frames,
+        multi_tracing_frames=sum(n > ROWS_PER_TRACING and n % ROWS_PER_TRACING == 0 for n in row_counts),
+        odd_row_frames=sum(n % ROWS_PER_TRACING != 0 for n in row_counts),
+        orphan_tracings=orphans,
+        skipped_rows=skipped_rows,
+        tracing_rows=tracing_rows,
     )
 
 
@@ -369,7 +462,8 @@ class EchoCase:
 
 
 def load_echonet_case(entry: EchoEntry) -> EchoCase:
-    """Decode the video, check the traced frames against it, and pick ED/ES by polygon area."""
+    """Decode the video, check the traced frames against it, and pick ED/ES by polygon area (of the
+    first tracing of each frame, :meth:`FrameTracing.first_tracing_area`; the row order is not used)."""
     video = load_video(entry.video_path)
     n_frames = video.shape[0]
     first, second = entry.tracings
@@ -378,7 +472,7 @@ def load_echonet_case(entry: EchoEntry) -> EchoCase:
             raise DataError(
                 entry.video_path, f"traced frame {tracing.frame} >= decoded frame count {n_frames}"
             )
-    area_first, area_second = first.area(), second.area()
+    area_first, area_second = first.first_tracing_area(), second.first_tracing_area()
     if area_first == area_second:
         raise DataError(entry.video_path, f"traced frames {first.frame} and {second.frame} have equal area")
     ed, es = (first, second) if area_first > area_second else (second, first)

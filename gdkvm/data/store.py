@@ -15,7 +15,9 @@ Manifest volumes: ``ef``/``edv``/``esv`` are the dataset's own reference values 
 ``LVedv``/``LVesv`` in the 2019 release only; EchoNet FileList). ``gt_edv``/``gt_esv``/``gt_ef`` are
 computed from the ground truth at source resolution, as MemSAM does: CAMUS per patient by the official
 biplane method of disks on the ED/ES LV masks of both views (mL; NaN when a view is missing or
-unmeasurable), EchoNet by the single-plane method of disks on the tracing chords (pixel^3 units).
+unmeasurable), read from the ``<patient>_<view>_{ED,ES}_gt.nii.gz`` files the official script reads (the
+half-sequence GT frames where those files are absent; store.json notes say where either happens or the
+two differ), EchoNet by the single-plane method of disks on the tracing chords (pixel^3 units).
 """
 
 from __future__ import annotations
@@ -111,12 +113,16 @@ class CamusPrepareOptions:
 @dataclass(frozen=True)
 class EchonetPrepareOptions:
     """How EchoNet clips are built: ``clip='ed-es'`` (cyclic forward ED->ES, GDKVM re-release) or
-    ``'earlier-later'`` (MemSAM: earlier traced frame first)."""
+    ``'earlier-later'`` (MemSAM: earlier traced frame first). ``tracing_rows`` picks the mask rows of
+    traced frames that do not have exactly 21 rows: ``'all'`` (echonet/dynamic and the re-release:
+    every row after the first), ``'first'`` (the first 21 rows) or ``'exact'`` (MemSAM: skip the
+    video unless both traced frames have exactly 21 rows); see :mod:`gdkvm.data.echonet`."""
 
     size: int = 128
     sampling: Literal["floor", "rint"] = "floor"
     clip: Literal["ed-es", "earlier-later"] = "ed-es"
     frames: int = 10
+    tracing_rows: Literal["all", "first", "exact"] = "first"
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,8 @@ def _check_echonet_options(opts: EchonetPrepareOptions) -> None:
     _check_common(opts.size, opts.sampling, opts.frames)
     if opts.clip not in echonet.CLIP_FORMS:
         raise unknown_name("clip form", str(opts.clip), echonet.CLIP_FORMS)
+    if opts.tracing_rows not in echonet.TRACING_ROWS:
+        raise unknown_name("tracing-rows policy", str(opts.tracing_rows), echonet.TRACING_ROWS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,7 +368,9 @@ def _write_store_json(
     untraced: list[str],
     notes: list[str],
     phantom: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> None:
+    """Write ``store.json`` into the dataset's temporary folder; ``extra``: dataset-specific lists."""
     meta = {
         "format": STORE_FORMAT,
         "dataset": dataset,
@@ -374,6 +384,7 @@ def _write_store_json(
         "untraced": untraced,
         "notes": notes,
         "files": _split_file_hashes(tmp),
+        **(extra or {}),
     }
     (tmp / STORE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -442,33 +453,63 @@ def _camus_clip(
     return images, masks, np.ones(opts.frames, dtype=bool), row
 
 
-def _camus_biplane(cases: dict[str, camus.CamusCase]) -> dict[str, float]:
-    """Biplane Simpson EDV/ESV (mL)/EF of one patient from its source-resolution GT, or {} if unmeasurable."""
+def _reference_phase_masks(root: Path, case: camus.CamusCase) -> tuple[np.ndarray, np.ndarray, tuple[float, float], str]:
+    """LV masks (H, W) at ED and ES for the reference volumes, their spacing, and where they came from.
+
+    The official CAMUS EF script reads the single-frame ``<patient>_<view>_{ED,ES}_gt.nii.gz`` files, so
+    those are used when both exist, read and match the sequence's frame shape (``"files"``, or
+    ``"files-differ"`` when they are not the half-sequence GT frames at ED/ES); otherwise the
+    half-sequence GT frames (``"sequence"``, or ``"sequence (unreadable ED/ES GT file)"``).
+    """
+    seq_ed = case.labels[case.ed_index] == camus.LV_LABEL
+    seq_es = case.labels[case.es_index] == camus.LV_LABEL
+    paths = [camus.phase_gt_path(root, case.patient, case.view, phase) for phase in ("ED", "ES")]
+    if not all(p.is_file() for p in paths):
+        return seq_ed, seq_es, case.spacing, "sequence"
+    try:
+        (ed, spacing), (es, _) = (camus.read_phase_gt(p) for p in paths)
+    except DataError:
+        return seq_ed, seq_es, case.spacing, "sequence (unreadable ED/ES GT file)"
+    if ed.shape != seq_ed.shape or es.shape != seq_es.shape:
+        return seq_ed, seq_es, case.spacing, "sequence (ED/ES GT file of another shape)"
+    ed_mask, es_mask = ed == camus.LV_LABEL, es == camus.LV_LABEL
+    same = np.array_equal(ed_mask, seq_ed) and np.array_equal(es_mask, seq_es)
+    return ed_mask, es_mask, spacing, "files" if same else "files-differ"
+
+
+def _reference_source_notes(sources: list[str]) -> list[str]:
+    """store.json notes on where the reference (gt_*) volumes' ED/ES masks came from, when not all from
+    ED/ES GT files identical to the half-sequence GT frames."""
+    notes = []
+    for kind, text in (
+        ("files-differ", "ED/ES GT files differ from the half-sequence GT frames; reference volumes use the files"),
+        ("sequence", "no usable ED/ES GT files; reference volumes use the half-sequence GT frames"),
+    ):
+        cases = [s.split(":")[0] for s in sources if s.split(": ", 1)[1].startswith(kind)]
+        if cases:
+            shown = ", ".join(cases[:5]) + (f" (+{len(cases) - 5} more)" if len(cases) > 5 else "")
+            notes.append(f"{len(cases)} case(s): {text}: {shown}")
+    return notes
+
+
+def _camus_biplane(root: Path, cases: dict[str, camus.CamusCase]) -> tuple[dict[str, float], list[str]]:
+    """Biplane Simpson EDV/ESV (mL)/EF of one patient from its source-resolution GT ({} if unmeasurable),
+    and the mask source of each view (see :func:`_reference_phase_masks`)."""
     from gdkvm.metrics.clinical import safe_biplane_ef
 
     if set(cases) != set(camus.VIEWS):
-        return {}
-    c2, c4 = cases["2CH"], cases["4CH"]
-
-    def lv(case: camus.CamusCase, index: int) -> np.ndarray:
-        return case.labels[index] == camus.LV_LABEL
-
-    result = safe_biplane_ef(
-        lv(c2, c2.ed_index),
-        lv(c2, c2.es_index),
-        lv(c4, c4.ed_index),
-        lv(c4, c4.es_index),
-        c2.spacing,
-        c4.spacing,
-    )
+        return {}, []
+    (e2, s2, sp2, src2), (e4, s4, sp4, src4) = (_reference_phase_masks(root, cases[v]) for v in ("2CH", "4CH"))
+    result = safe_biplane_ef(e2, s2, e4, s4, sp2, sp4)
+    sources = [f"{cases['2CH'].patient}_2CH: {src2}", f"{cases['4CH'].patient}_4CH: {src4}"]
     if not math.isfinite(result.ef):
-        return {}
+        return {}, sources
     return {
         "gt_edv": result.edv,
         "gt_esv": result.esv,
         "gt_ef": result.ef,
         "gt_volume_method": CAMUS_VOLUME_METHOD,
-    }
+    }, sources
 
 
 def _camus_jobs(
@@ -546,6 +587,7 @@ def prepare_camus(
 
     bad = [_bad_case(e, base) for e in missing]
     counts = dict.fromkeys(SPLITS, 0)
+    mask_sources: list[str] = []
     with _remove_created_dirs_on_error(Path(out)), atomic_dir(dataset_dir) as tmp:
         writers = {s: _SplitWriter(tmp / s, opts.frames, opts.size) for s in SPLITS}
         try:
@@ -558,13 +600,15 @@ def prepare_camus(
                         case = camus.load_camus_case(root, patient, view)
                         clips.append(_camus_clip(case, opts))
                         cases[view] = case
+                        notes += [f"{patient}/Info_{view}.cfg: {w}" for w in case.info.warnings]
                     except DataError as e:
                         if strict:
                             raise
                         bad.append(_bad_case(e, base))
                     done += 1
                     report(done, total)
-                volumes = _camus_biplane(cases)
+                volumes, sources = _camus_biplane(root, cases)
+                mask_sources += sources
                 for images, masks, labeled, row in clips:
                     cf = files_of[(patient, row["view"])]
                     row.update(volumes, split=s, source_sha256=f"{hashes[cf.image]};{hashes[cf.gt]}")
@@ -576,6 +620,7 @@ def prepare_camus(
             raise
         for w in writers.values():
             w.close()
+        notes += _reference_source_notes(mask_sources)
         _write_store_json(tmp, "camus", root.name, options, digest, counts, bad, [], notes,
                           phantom=is_phantom_root(root))
     return PrepareSummary(
@@ -609,8 +654,9 @@ def _echonet_clip(
     labeled = np.zeros(opts.frames, dtype=bool)
     labeled[[0, -1]] = True
     info = case.info
+    # NaN when a traced frame has fewer than 21 rows (tracing_rows 'all'/'first'): NaN gt_* in the manifest
     gt_edv, gt_esv = case.ed_tracing.disk_volume(), case.es_tracing.disk_volume()
-    if not gt_edv > 0:
+    if math.isfinite(gt_edv) and not gt_edv > 0:
         raise DataError(
             tracings_path, f"{case.case_id}.avi frame {case.ed_frame}: ED tracing has zero volume"
         )
@@ -637,10 +683,53 @@ def _echonet_clip(
         "fps": info.fps,
         "gt_edv": gt_edv,
         "gt_esv": gt_esv,
-        "gt_ef": 100.0 * (gt_edv - gt_esv) / gt_edv,
+        "gt_ef": 100.0 * (gt_edv - gt_esv) / gt_edv if math.isfinite(gt_edv) else math.nan,
         "gt_volume_method": ECHONET_VOLUME_METHOD,
     }
     return images, masks, labeled, row
+
+
+def _shown_videos(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(f"{n}.avi" for n in names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _echonet_notes(index: echonet.EchoIndex) -> list[str]:
+    """store.json notes on the tracing quirks: orphan tracings, multi-tracing and odd-count frames (what
+    the ``tracing_rows`` policy did with them) and the videos that policy ``'exact'`` skipped."""
+    notes = []
+    if index.orphan_tracings:
+        notes.append(
+            f"{len(index.orphan_tracings)} tracing(s) without a FileList row ignored: "
+            + _shown_videos(index.orphan_tracings)
+        )
+    if index.tracing_rows == "exact":
+        if index.skipped_rows:
+            notes.append(
+                f"{len(index.skipped_rows)} video(s) skipped by tracing_rows='exact' (MemSAM): a traced "
+                "frame without exactly 21 rows (store.json skipped_tracing_rows): "
+                + _shown_videos(index.skipped_rows)
+            )
+        return notes
+    used = {
+        "all": "every row after the first made the mask polygon (echonet/dynamic, GDKVM re-release)",
+        "first": "the first 21 rows made the mask polygon (all rows when fewer)",
+    }[index.tracing_rows]
+    first21 = "ED/ES and gt volumes use the first 21 rows"
+    if index.multi_tracing_frames:
+        hollow = ", whose even-odd fill leaves these masks largely hollow" * (index.tracing_rows == "all")
+        notes.append(
+            f"{index.multi_tracing_frames} traced frame(s) held repeated tracings (42/63/84 rows); "
+            f"tracing_rows='{index.tracing_rows}': {used}{hollow}; {first21}"
+        )
+    if index.odd_row_frames:
+        short = sum(t.n_rows < echonet.ROWS_PER_TRACING for e in index.entries for t in e.tracings)
+        below = f" ({short} frame(s) with fewer than 21 rows: all rows for ED/ES, gt volumes NaN)"
+        notes.append(
+            f"{index.odd_row_frames} traced frame(s) have a row count that is not a multiple of 21; "
+            f"tracing_rows='{index.tracing_rows}': {used}; {first21}" + (below if short else "")
+        )
+    return notes
 
 
 def prepare_echonet(
@@ -651,6 +740,7 @@ def prepare_echonet(
     sampling: Literal["floor", "rint"] = "floor",
     clip: Literal["ed-es", "earlier-later"] = "ed-es",
     frames: int = 10,
+    tracing_rows: Literal["all", "first", "exact"] = "first",
     strict: bool = False,
     progress: Progress | None = None,
 ) -> PrepareSummary:
@@ -658,23 +748,24 @@ def prepare_echonet(
 
     ED/ES come from the tracing areas; ``frames`` frames run ED -> ES (``clip='ed-es'``, cyclic
     forward) or earlier -> later traced frame (``'earlier-later'``). Frames are resized bilinear and
-    masks nearest to ``size``; masks exist at clip positions 0 and ``frames - 1`` only. Untraced
-    videos are skipped and counted; bad cases are skipped and listed, or fatal with ``strict=True``.
+    masks nearest to ``size``; masks exist at clip positions 0 and ``frames - 1`` only.
+    ``tracing_rows`` picks the polygon rows of traced frames that do not have exactly 21 rows
+    (:class:`EchonetPrepareOptions`). Untraced videos, tracings without a FileList row and videos
+    skipped by ``tracing_rows='exact'`` are skipped and listed (never fatal); bad cases are skipped and
+    listed, or fatal with ``strict=True``.
     """
     start = time.perf_counter()
-    opts = EchonetPrepareOptions(size=size, sampling=sampling, clip=clip, frames=frames)
+    opts = EchonetPrepareOptions(
+        size=size, sampling=sampling, clip=clip, frames=frames, tracing_rows=tracing_rows
+    )
     _check_echonet_options(opts)
     root = echonet.find_echonet_root(root)
     base = root.parent
-    index = echonet.index_echonet(root)
+    index = echonet.index_echonet(root, opts.tracing_rows)
     if strict and index.problems:
         raise index.problems[0]
     bad = [_bad_case(e, base) for e in index.problems]
-    notes = []
-    if index.multi_tracing_frames:
-        notes.append(
-            f"{index.multi_tracing_frames} traced frame(s) held repeated tracings; the first was used"
-        )
+    notes = _echonet_notes(index)
     inputs = [root / "FileList.csv", root / "VolumeTracings.csv"] + [e.video_path for e in index.entries]
     total = len(inputs) + len(index.entries)
     report = progress or (lambda done, total: None)
@@ -713,7 +804,9 @@ def prepare_echonet(
         for w in writers.values():
             w.close()
         _write_store_json(tmp, "echonet", root.name, options, digest, counts, bad, index.untraced, notes,
-                          phantom=is_phantom_root(root))
+                          phantom=is_phantom_root(root),
+                          extra={"orphan_tracings": index.orphan_tracings,
+                                 "skipped_tracing_rows": index.skipped_rows})
     return PrepareSummary(
         dataset="echonet",
         out_dir=dataset_dir,

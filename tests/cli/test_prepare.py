@@ -78,10 +78,38 @@ def test_prepare_echonet(tmp_path):
     assert result.exit_code == 0, result.output
     assert "prepared echonet" in result.output
     meta = json.loads((out / "echonet" / "store.json").read_text())
-    assert meta["options"] == {"size": 32, "sampling": "rint", "clip": "earlier-later", "frames": 6}
+    assert meta["options"] == {
+        "size": 32,
+        "sampling": "rint",
+        "clip": "earlier-later",
+        "frames": 6,
+        "tracing_rows": "first",
+    }
     store = open_store(out / "echonet", "test")
     assert store.images.shape == (1, 6, 32, 32)
     assert store.manifest["phase_first"].tolist() == ["ED"]  # V2: ED (frame 5) precedes ES (frame 20)
+
+
+def test_prepare_echonet_tracing_rows(tmp_path):
+    orphan = [f"0X4F8859C8AB4DA9CB.avi,{50 - k % 2},{20 + k},{62 + k % 2},{20 + k},3" for k in range(21)]
+    write_echonet_dataset(
+        tmp_path / "raw", [EchoVideoSpec("V1"), EchoVideoSpec("V2", repeats_ed=2)], extra_tracings=orphan
+    )
+    base = ["prepare", "echonet", "--root", str(tmp_path / "raw"), "--size", "16", "--strict"]
+    result = runner.invoke(app, base + ["--out", str(tmp_path / "exact"), "--tracing-rows", "exact"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "exact" / "echonet" / "store.json").read_text())
+    assert meta["options"]["tracing_rows"] == "exact" and meta["skipped_tracing_rows"] == ["V2"]
+    assert meta["counts"] == {"train": 1, "val": 0, "test": 0} and meta["bad_cases"] == []
+    assert "note: 1 tracing(s) without a FileList row ignored: 0X4F8859C8AB4DA9CB.avi" in result.output
+    assert "skipped by tracing_rows='exact' (MemSAM)" in result.output
+    result = runner.invoke(app, base + ["--out", str(tmp_path / "first"), "--tracing-rows", "first"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "first" / "echonet" / "store.json").read_text())
+    assert meta["options"]["tracing_rows"] == "first" and meta["counts"]["train"] == 2
+    assert runner.invoke(app, base + ["--tracing-rows", "most"]).exit_code == 2
+    help_text = runner.invoke(app, ["prepare", "echonet", "--help"], terminal_width=200).output
+    assert "--tracing-rows" in help_text and "MemSAM" in help_text and "echonet/dynamic" in help_text
 
 
 def test_invalid_choice_is_a_usage_error(tmp_path):

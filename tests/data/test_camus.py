@@ -44,7 +44,7 @@ def test_cfg_2019_keys():
         ("ED: 1\nES: 9\nNbFrame: 5\n", "ES=9 outside 1..NbFrame=5"),
         ("ED: 1\nES: 1\nNbFrame: 5\n", "same frame"),
         ("ED 1\nES: 5\nNbFrame: 5\n", "line 1: expected 'Key: value'"),
-        ("ED: 1\nES: 5\nNbFrame: 5\nEF: high\n", "EF: expected a number"),
+        ("ED: 1\nES: 5\nNbFrame: 5\nED: 2\n", "line 4: duplicate key 'ED' with another value"),
     ],
 )
 def test_cfg_errors_name_the_file(tmp_path, text, problem):
@@ -54,6 +54,31 @@ def test_cfg_errors_name_the_file(tmp_path, text, problem):
         parse_cfg(path)
     assert problem in str(err.value) and str(path) in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_cfg_tolerates_a_bom_repeats_and_bad_optional_values(tmp_path):
+    """Other CAMUS readers ignore unreadable optional values; here they become None plus a warning."""
+    path = tmp_path / "Info_2CH.cfg"
+    path.write_bytes(b"\xef\xbb\xbfED: 1\nES: 5\nNbFrame: 5\nNbFrame: 5\nAge:\nEF: nan\nFrameRate: 48.4\n")
+    info = parse_cfg(path)
+    assert (info.ed, info.es, info.nb_frame) == (1, 5, 5)
+    assert info.age is None and info.ef is None and info.frame_rate == 48.4
+    assert info.warnings == ("EF: expected a finite number, got 'nan'; ignored",)
+    assert parse_cfg_text("ED: 1\nES: 5\nNbFrame: 5\nEF: high\n").warnings == (
+        "EF: expected a number, got 'high'; ignored",
+    )
+
+
+def test_cfg_warnings_reach_the_store_notes(tmp_path):
+    from gdkvm.data.store import prepare_camus
+
+    root = write_camus_dataset(tmp_path / "raw", patients=3, splits=(1, 1, 1))
+    cfg = root / "database_nifti" / "patient0001" / "Info_4CH.cfg"
+    cfg.write_text(cfg.read_text().replace("Age: ", "Age: unknown\nX: ") if "Age: " in cfg.read_text()
+                   else cfg.read_text() + "Age: unknown\n")
+    summary = prepare_camus(tmp_path / "raw", tmp_path / "out", size=32, strict=True)
+    assert not summary.bad_cases
+    assert any(n.startswith("patient0001/Info_4CH.cfg: Age: expected an integer") for n in summary.notes)
 
 
 def test_find_root_from_parent_or_itself(tmp_path):

@@ -203,3 +203,42 @@ def test_store_records_phantom_provenance(phantom, tmp_path):
     prepare_echonet(phantom.root, tmp_path / "prep", size=64)
     meta = json.loads((tmp_path / "prep" / "echonet" / "store.json").read_text())
     assert meta["phantom"] is True
+
+
+def test_camus_reference_volumes_come_from_the_ed_es_gt_files(phantom, prepared, tmp_path):
+    """The official EF script reads <patient>_<view>_{ED,ES}_gt.nii.gz: the gt_* volumes follow those files
+    (identical to the half-sequence frames in the phantom, so no note), and a store.json note says where
+    they differ from the half-sequence GT."""
+    import json
+    import shutil
+
+    from gdkvm.data.store import open_store
+
+    out, camus_summary, _, _ = prepared
+    assert not [n for n in camus_summary.notes if "ED/ES GT" in n]
+    raw = tmp_path / "raw"
+    shutil.copytree(phantom.camus_root, raw / phantom.camus_root.name)
+    folder = raw / phantom.camus_root.name / "database_nifti" / "patient0001"
+    ed_gt = folder / "patient0001_2CH_ED_gt.nii.gz"
+    img = nib.load(str(ed_gt))
+    labels = np.asarray(img.dataobj).copy()
+    lv = labels == 1
+    grown = cv2.dilate(lv.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (labels != 0)
+    labels[grown] = 1  # the LV takes over 2 px of the myocardium: a larger EDV in the file only
+    nib.save(nib.Nifti1Image(labels, img.affine, img.header), str(ed_gt))
+
+    summary = prepare_camus(raw, tmp_path / "prep", size=CAMUS_SIZE, strict=True)
+    (note,) = [n for n in summary.notes if "ED/ES GT" in n]
+    assert note.startswith("1 case(s): ED/ES GT files differ") and "patient0001_2CH" in note
+    meta = json.loads((tmp_path / "prep" / "camus" / "store.json").read_text())
+    assert note in meta["notes"]
+
+    def gt_edv(store_dir):
+        for split in SPLITS:
+            rows = open_store(store_dir / "camus" / split).manifest
+            rows = rows[rows["patient"] == "patient0001"]
+            if len(rows):
+                return float(rows["gt_edv"].iloc[0])
+        raise AssertionError("patient0001 not in the store")
+
+    assert gt_edv(tmp_path / "prep") > gt_edv(out) * 1.02

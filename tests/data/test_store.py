@@ -234,6 +234,7 @@ def test_echonet_store(tmp_path):
         frames = [int(f) for f in row["frame_indices"].split()]
         assert frames[0] == spec.ed and frames[-1] == spec.es
         assert store.labeled[0].tolist() == [True] + [False] * 8 + [True]
+        # the default tracing_rows='first' keeps V3's twice-traced ED mask whole (see the test below for 'all')
         assert not store.masks[0, 1:9].any() and store.masks[0, 0].sum() > store.masks[0, 9].sum() > 0
         for t, f in enumerate(frames):
             background = int(np.median(store.images[0, t][:4]))
@@ -248,7 +249,7 @@ def test_echonet_earlier_later_and_bad_cases(tmp_path):
         tmp_path / "raw",
         specs,
         extra_filelist=["V5,abc,20,40,112,112,50,30,TRAIN"],
-        extra_tracings=["V9.avi,1,2,3,4,5"] * 21,
+        extra_tracings=["0X4F8859C8AB4DA9CB.avi,1,2,3,4,5"] * 21,
     )
     (root / "Videos" / "V2.avi").write_bytes(b"not a video")
     (root / "Videos" / "V3.avi").unlink()
@@ -268,7 +269,8 @@ def test_echonet_earlier_later_and_bad_cases(tmp_path):
     assert "EchoNet-Dynamic/Videos/V3.avi: video file not found" in text
     assert "EchoNet-Dynamic/VolumeTracings.csv: V4.avi frame 20: empty LV mask" in text
     assert "EchoNet-Dynamic/FileList.csv: line" in text and "non-numeric EF 'abc' (V5)" in text
-    assert "tracing for V9.avi which has no FileList.csv row" in text
+    assert "0X4F8859C8AB4DA9CB" not in text  # a tracing without a FileList row is a note, not a bad case
+    assert summary.notes == ["1 tracing(s) without a FileList row ignored: 0X4F8859C8AB4DA9CB.avi"]
     row = open_store(tmp_path / "out" / "echonet", "train").manifest.iloc[0]
     assert row["phase_first"] == "ES" and row["frame_indices"].split()[0] == "6"
     empty = open_store(tmp_path / "out" / "echonet", "val")
@@ -276,3 +278,123 @@ def test_echonet_earlier_later_and_bad_cases(tmp_path):
     with pytest.raises(DataError):
         prepare_echonet(tmp_path / "raw", tmp_path / "out2", size=32, strict=True)
     assert not (tmp_path / "out2").exists()
+
+
+ORPHAN = "0X4F8859C8AB4DA9CB"  # the real dataset's tracing without a FileList row (and no video)
+
+
+def _echonet_tracing_lines(name, frame, rows):
+    return [f"{name}.avi,{x1},{y1},{x2},{y2},{frame}" for x1, y1, x2, y2 in rows]
+
+
+def test_echonet_orphan_tracing_is_a_note_even_when_strict(tmp_path):
+    orphan = _echonet_tracing_lines(
+        ORPHAN, 7, [[56, 20, 56, 90]] + [[50, 20 + k, 62, 20 + k] for k in range(20)]
+    )
+    write_echonet_dataset(tmp_path / "raw", [EchoVideoSpec("V1")], extra_tracings=orphan)
+    summary = prepare_echonet(tmp_path / "raw", tmp_path / "out", size=32, strict=True)
+    assert summary.counts == {"train": 1, "val": 0, "test": 0} and summary.bad_cases == []
+    note = f"1 tracing(s) without a FileList row ignored: {ORPHAN}.avi"
+    assert summary.notes == [note]
+    meta = json.loads((tmp_path / "out" / "echonet" / "store.json").read_text())
+    assert meta["orphan_tracings"] == [ORPHAN] and meta["notes"] == [note] and meta["bad_cases"] == []
+    assert meta["skipped_tracing_rows"] == [] and meta["options"]["tracing_rows"] == "first"
+    again = prepare_echonet(tmp_path / "raw", tmp_path / "out", size=32, strict=True)
+    assert again.up_to_date and again.notes == [note]
+
+
+def _echonet_quirky(parent):
+    """V1 plain; V2 ED frame traced twice (42 rows); V3 ES frame 25 rows; V4 ED frame 20 rows."""
+    specs = [
+        EchoVideoSpec("V1"),
+        EchoVideoSpec("V2", repeats_ed=2),
+        EchoVideoSpec("V3", split="VAL"),
+        EchoVideoSpec("V4", split="TEST"),
+    ]
+    es_rows = np.array([[56.0, 25.0, 56.0, 85.0]] + [[48.0, 30.0 + k, 64.0, 30.0 + k] for k in range(4)])
+    root = write_echonet_dataset(parent, specs, extra_tracings=_echonet_tracing_lines("V3", 20, es_rows[1:]))
+    path = root / "VolumeTracings.csv"
+    lines = path.read_text().splitlines()
+    v4_ed = [i for i, ln in enumerate(lines) if ln.startswith("V4.avi,") and ln.endswith(",5")]
+    del lines[v4_ed[-1]]  # V4's ED frame keeps 20 rows
+    path.write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_echonet_tracing_rows_all_and_first(tmp_path):
+    root = _echonet_quirky(tmp_path / "raw")
+    out = tmp_path / "out"
+    summary = prepare_echonet(root, out, size=112, tracing_rows="all", strict=True)
+    assert summary.counts == {"train": 2, "val": 1, "test": 1} and summary.bad_cases == []
+    assert summary.notes == [
+        "1 traced frame(s) held repeated tracings (42/63/84 rows); tracing_rows='all': every row after the "
+        "first made the mask polygon (echonet/dynamic, GDKVM re-release), whose even-odd fill leaves these "
+        "masks largely hollow; ED/ES and gt volumes use the first 21 rows",
+        "2 traced frame(s) have a row count that is not a multiple of 21; tracing_rows='all': every row after "
+        "the first made the mask polygon (echonet/dynamic, GDKVM re-release); ED/ES and gt volumes use the "
+        "first 21 rows (1 frame(s) with fewer than 21 rows: all rows for ED/ES, gt volumes NaN)",
+    ]
+    train = open_store(out / "echonet", "train")
+    v1, v2 = train.manifest["case_id"].tolist(), train.masks[:, 0]
+    assert v1 == ["V1", "V2"]
+    # the 42-row polygon (two identical tracings, joined through the second long axis) differs from 21 rows
+    assert not np.array_equal(v2[0], v2[1])
+    assert train.manifest["gt_edv"].iloc[1] == pytest.approx(train.manifest["gt_edv"].iloc[0])
+    v4 = open_store(out / "echonet", "test").manifest.iloc[0]
+    assert np.isnan(v4["gt_edv"]) and np.isnan(v4["gt_ef"]) and v4["gt_esv"] > 0
+    v3 = open_store(out / "echonet", "val").manifest.iloc[0]
+    assert v3["gt_ef"] == pytest.approx(v3["ef"], abs=1e-3)  # disk volumes use the first 21 rows only
+
+    first = prepare_echonet(root, out, size=112, tracing_rows="first")
+    assert not first.up_to_date  # the policy is part of the cache key
+    assert first.notes[0] == (
+        "1 traced frame(s) held repeated tracings (42/63/84 rows); tracing_rows='first': the first 21 rows "
+        "made the mask polygon (all rows when fewer); ED/ES and gt volumes use the first 21 rows"
+    )
+    train = open_store(out / "echonet", "train")
+    assert np.array_equal(train.masks[0, 0], train.masks[1, 0])  # V2's ED = its first tracing = V1's ED
+    assert train.options["tracing_rows"] == "first"
+    assert prepare_echonet(root, out, size=112).up_to_date  # 'first' is the default
+
+
+def test_echonet_tracing_rows_exact_skips_not_bad_cases(tmp_path):
+    root = _echonet_quirky(tmp_path / "raw")
+    summary = prepare_echonet(root, tmp_path / "out", size=32, tracing_rows="exact", strict=True)
+    assert summary.counts == {"train": 1, "val": 0, "test": 0} and summary.bad_cases == []
+    assert summary.notes == [
+        "3 video(s) skipped by tracing_rows='exact' (MemSAM): a traced frame without exactly 21 rows "
+        "(store.json skipped_tracing_rows): V2.avi, V3.avi, V4.avi"
+    ]
+    meta = json.loads((tmp_path / "out" / "echonet" / "store.json").read_text())
+    assert meta["skipped_tracing_rows"] == ["V2", "V3", "V4"] and meta["untraced"] == []
+    assert meta["options"] == {
+        "size": 32,
+        "sampling": "floor",
+        "clip": "ed-es",
+        "frames": 10,
+        "tracing_rows": "exact",
+    }
+    assert open_store(tmp_path / "out" / "echonet", "train").manifest["case_id"].tolist() == ["V1"]
+    with pytest.raises(ConfigError, match="unknown tracing-rows policy 'most'"):
+        prepare_echonet(root, tmp_path / "out2", tracing_rows="most")
+
+
+def test_echonet_frame_with_two_rows_is_a_bad_case(tmp_path):
+    root = write_echonet_dataset(tmp_path / "raw", [EchoVideoSpec("V1"), EchoVideoSpec("V2")])
+    path = root / "VolumeTracings.csv"
+    lines = path.read_text().splitlines()
+    v2_es = [i for i, ln in enumerate(lines) if ln.startswith("V2.avi,") and ln.endswith(",20")]
+    for i in reversed(v2_es[2:]):
+        del lines[i]
+    path.write_text("\n".join(lines) + "\n")
+    for policy in ("all", "first", "exact"):
+        summary = prepare_echonet(tmp_path / "raw", tmp_path / policy, size=32, tracing_rows=policy)
+        assert summary.counts["train"] == 1
+        assert [str(b) for b in summary.bad_cases] == [
+            "EchoNet-Dynamic/VolumeTracings.csv: V2.avi frame 20: 2 row(s), a tracing needs at least 3 "
+            "(long axis and 2 chords)"
+        ]
+        with pytest.raises(DataError, match="V2.avi frame 20: 2 row"):
+            prepare_echonet(
+                tmp_path / "raw", tmp_path / f"{policy}-strict", size=32, tracing_rows=policy, strict=True
+            )
