@@ -134,11 +134,10 @@ def case_files(root: Path, patient: str, view: str) -> CamusFiles:
     )
 
 
-def read_nifti_sequence(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
-    """Load a half-sequence NIfTI as a (T, H, W) array plus the pixel spacing (sy, sx) in mm.
+def _load_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """The raw array of a NIfTI file and its in-plane spacing (sy, sx) in mm (header zooms are (sx, sy, ...)).
 
-    nibabel stores (X=cols, Y=rows, T) and ``get_zooms()`` gives (sx, sy, ...); a trailing
-    singleton 4th axis is dropped. Unreadable or truncated files raise :class:`DataError`.
+    A missing, unreadable or truncated file, or an invalid spacing, raises :class:`DataError`.
     """
     import nibabel as nib
 
@@ -151,13 +150,23 @@ def read_nifti_sequence(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     except Exception as e:  # nibabel, gzip and zlib raise many types for corrupt files
         detail = " ".join(str(e).split())[:120]
         raise DataError(path, f"cannot read NIfTI ({type(e).__name__}: {detail})") from None
+    if len(zooms) < 2 or not all(np.isfinite(zooms[:2])) or min(zooms[:2]) <= 0:
+        raise DataError(path, f"invalid pixel spacing {zooms[:2]}")
+    return data, (zooms[1], zooms[0])
+
+
+def read_nifti_sequence(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """Load a half-sequence NIfTI as a (T, H, W) array plus the pixel spacing (sy, sx) in mm.
+
+    nibabel stores (X=cols, Y=rows, T) and ``get_zooms()`` gives (sx, sy, ...); a trailing
+    singleton 4th axis is dropped. Unreadable or truncated files raise :class:`DataError`.
+    """
+    data, spacing = _load_nifti(path)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise DataError(path, f"expected a 3-D (X, Y, T) volume, got shape {tuple(data.shape)}")
-    if len(zooms) < 2 or not all(np.isfinite(zooms[:2])) or min(zooms[:2]) <= 0:
-        raise DataError(path, f"invalid pixel spacing {zooms[:2]}")
-    return np.ascontiguousarray(data.transpose(2, 1, 0)), (zooms[1], zooms[0])
+    return np.ascontiguousarray(data.transpose(2, 1, 0)), spacing
 
 
 def phase_gt_path(root: Path, patient: str, view: str, phase: str) -> Path:
@@ -170,24 +179,12 @@ def read_phase_gt(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
 
     Stored as (X, Y) or (X, Y, 1); problems raise :class:`DataError` naming the file.
     """
-    import nibabel as nib
-
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        image = nib.load(str(path))
-        data = np.asanyarray(image.dataobj)
-        zooms = tuple(float(z) for z in image.header.get_zooms())
-    except Exception as e:  # nibabel, gzip and zlib raise many types for corrupt files
-        detail = " ".join(str(e).split())[:120]
-        raise DataError(path, f"cannot read NIfTI ({type(e).__name__}: {detail})") from None
+    data, spacing = _load_nifti(path)
     while data.ndim > 2 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 2:
         raise DataError(path, f"expected a 2-D (X, Y) frame, got shape {tuple(data.shape)}")
-    if len(zooms) < 2 or not all(np.isfinite(zooms[:2])) or min(zooms[:2]) <= 0:
-        raise DataError(path, f"invalid pixel spacing {zooms[:2]}")
-    return _to_label_map(path, np.ascontiguousarray(data.T)), (zooms[1], zooms[0])
+    return _to_label_map(path, np.ascontiguousarray(data.T)), spacing
 
 
 def _to_uint8_image(path: Path, data: np.ndarray) -> np.ndarray:
