@@ -34,7 +34,10 @@ for variant in full wo-alpha linear; do
 done
 
 step "benchmarks on this CPU"
-"$GDKVM" bench fps --variant full --preset tiny --size "$SIZE" --frames 20 --batch 1,4 --dtype fp32 --device cpu --out "$OUT/bench"
+for variant in full wo-alpha linear; do  # every trained variant, so the report's Fig. 5 shows all three
+  "$GDKVM" bench fps --variant "$variant" --preset tiny --size "$SIZE" --frames 20 --batch 1,4 --dtype fp32 \
+    --device cpu --out "$OUT/bench"
+done
 "$GDKVM" bench scaling --frames 10,100,1000 --preset tiny --size 64 --device cpu --out "$OUT/bench"
 
 step "predict: whole phantom EchoNet videos (several beats each) -> ED/ES and EF per beat"
