@@ -389,6 +389,38 @@ def _write_store_json(
     (tmp / STORE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def _up_to_date(
+    dataset: str, inputs: list[Path], total: int, report: Progress, options: dict[str, Any], base: Path,
+    out: str | Path, strict: bool, start: float,
+) -> tuple[dict[Path, str], str, Path, PrepareSummary | None]:
+    """Hash the inputs (progress steps 1..len(inputs) of ``total``) and look for a store built from the same
+    inputs and options. Returns (hashes, inputs digest, dataset folder, the existing summary or None);
+    under ``strict`` a store that has bad cases is rebuilt (so that they raise)."""
+    hashes = _hash_files(inputs, lambda k: report(k, total))
+    digest = _inputs_digest(hashes, base)
+    dataset_dir = Path(out) / dataset
+    existing = _existing_summary(dataset_dir, dataset, options, digest)
+    if existing is not None and not (strict and existing.bad_cases):
+        report(total, total)
+        existing.elapsed_s = time.perf_counter() - start
+        return hashes, digest, dataset_dir, existing
+    return hashes, digest, dataset_dir, None
+
+
+@contextlib.contextmanager
+def _split_writers(tmp: Path, frames: int, size: int) -> Iterator[dict[str, _SplitWriter]]:
+    """One writer per split under ``tmp``; closed on success, aborted (partial files removed) on any error."""
+    writers = {s: _SplitWriter(tmp / s, frames, size) for s in SPLITS}
+    try:
+        yield writers
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    for w in writers.values():
+        w.close()
+
+
 def is_phantom_root(root: Path) -> bool:
     """True when a raw dataset folder was written by gdkvm's synthetic phantom (its marker files)."""
     return (root / "README_PHANTOM.txt").is_file() or (root.parent / "phantom_truth.json").is_file()
@@ -575,22 +607,17 @@ def prepare_camus(
     inputs = list(global_files) + [f for cf in files_of.values() for f in (cf.cfg, cf.image, cf.gt)]
     total = len(inputs) + len(files_of)
     report = progress or (lambda done, total: None)
-    hashes = _hash_files(inputs, lambda k: report(k, total))
     options = asdict(opts)
-    digest = _inputs_digest(hashes, base)
-    dataset_dir = Path(out) / "camus"
-    existing = _existing_summary(dataset_dir, "camus", options, digest)
-    if existing is not None and not (strict and existing.bad_cases):
-        report(total, total)
-        existing.elapsed_s = time.perf_counter() - start
+    hashes, digest, dataset_dir, existing = _up_to_date("camus", inputs, total, report, options, base, out,
+                                                        strict, start)
+    if existing is not None:
         return existing
 
     bad = [_bad_case(e, base) for e in missing]
     counts = dict.fromkeys(SPLITS, 0)
     mask_sources: list[str] = []
     with _remove_created_dirs_on_error(Path(out)), atomic_dir(dataset_dir) as tmp:
-        writers = {s: _SplitWriter(tmp / s, opts.frames, opts.size) for s in SPLITS}
-        try:
+        with _split_writers(tmp, opts.frames, opts.size) as writers:
             done = len(inputs)
             for s, patient in jobs:
                 cases: dict[str, camus.CamusCase] = {}
@@ -614,12 +641,6 @@ def prepare_camus(
                     row.update(volumes, split=s, source_sha256=f"{hashes[cf.image]};{hashes[cf.gt]}")
                     writers[s].add(images, masks, labeled, row)
                     counts[s] += 1
-        except BaseException:
-            for w in writers.values():
-                w.abort()
-            raise
-        for w in writers.values():
-            w.close()
         notes += _reference_source_notes(mask_sources)
         _write_store_json(tmp, "camus", root.name, options, digest, counts, bad, [], notes,
                           phantom=is_phantom_root(root))
@@ -769,21 +790,16 @@ def prepare_echonet(
     inputs = [root / "FileList.csv", root / "VolumeTracings.csv"] + [e.video_path for e in index.entries]
     total = len(inputs) + len(index.entries)
     report = progress or (lambda done, total: None)
-    hashes = _hash_files(inputs, lambda k: report(k, total))
     options = asdict(opts)
-    digest = _inputs_digest(hashes, base)
-    dataset_dir = Path(out) / "echonet"
-    existing = _existing_summary(dataset_dir, "echonet", options, digest)
-    if existing is not None and not (strict and existing.bad_cases):
-        report(total, total)
-        existing.elapsed_s = time.perf_counter() - start
+    hashes, digest, dataset_dir, existing = _up_to_date("echonet", inputs, total, report, options, base, out,
+                                                        strict, start)
+    if existing is not None:
         return existing
 
     counts = dict.fromkeys(SPLITS, 0)
     tracings_path = root / "VolumeTracings.csv"
     with _remove_created_dirs_on_error(Path(out)), atomic_dir(dataset_dir) as tmp:
-        writers = {s: _SplitWriter(tmp / s, opts.frames, opts.size) for s in SPLITS}
-        try:
+        with _split_writers(tmp, opts.frames, opts.size) as writers:
             for k, entry in enumerate(index.entries, start=1):
                 try:
                     case = echonet.load_echonet_case(entry)
@@ -797,12 +813,6 @@ def prepare_echonet(
                     writers[entry.info.split].add(images, masks, labeled, row)
                     counts[entry.info.split] += 1
                 report(len(inputs) + k, total)
-        except BaseException:
-            for w in writers.values():
-                w.abort()
-            raise
-        for w in writers.values():
-            w.close()
         _write_store_json(tmp, "echonet", root.name, options, digest, counts, bad, index.untraced, notes,
                           phantom=is_phantom_root(root),
                           extra={"orphan_tracings": index.orphan_tracings,
