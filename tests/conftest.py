@@ -19,3 +19,15 @@ def phantom(tmp_path_factory):
     from gdkvm.data.synthetic import write_phantom
 
     return write_phantom(tmp_path_factory.mktemp("phantom") / "synthetic", patients=PHANTOM_PATIENTS, seed=0)
+
+
+@pytest.fixture
+def one_cpu_thread():
+    """Other processes share this machine's cores; one intra-op thread avoids oversubscription stalls (the
+    benchmark tests use it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

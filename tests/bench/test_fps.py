@@ -33,13 +33,7 @@ STAMP_COLUMNS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Other processes share this machine's cores; one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # tests/conftest.py
 
 
 def tiny_cfg(tmp_path: Path, **kw) -> FpsConfig:

@@ -15,13 +15,7 @@ from gdkvm.kernels.reference import gdr_step_reference
 SHAPE = "2x32x16x32x4"  # B x N x Ck x Cv x H
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Other processes share this machine's cores; one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # tests/conftest.py
 
 
 def test_cpu_rows_torch_timed_triton_and_fla_unavailable(tmp_path):

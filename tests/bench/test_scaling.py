@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from gdkvm.bench import scaling
 from gdkvm.bench.common import read_csv_header, read_csv_rows
@@ -15,13 +14,7 @@ from gdkvm.models.memory import MEMORY_RULES
 SIZE = 64
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Other processes share this machine's cores; one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # tests/conftest.py
 
 
 def test_state_flat_for_constant_rules_and_growing_for_softmax(tmp_path):
