@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from gdkvm.errors import ConfigError, unknown_name
 from gdkvm.models.backbone import BackboneName, ResNetTrunk
 from gdkvm.models.config import PRESETS
-from gdkvm.models.gdkvm import IMAGENET_MEAN, IMAGENET_STD, Stepper, check_clip, prompt_masks
+from gdkvm.models.gdkvm import IMAGENET_MEAN, IMAGENET_STD, Stepper, frame_features, run_clip
 from gdkvm.models.modules import FeatureFusion, UpsampleBlock, others_of, per_object, soft_aggregate
 from gdkvm.models.registry import VariantSpec, register_variant
 
@@ -112,10 +112,7 @@ class STMFeatures:
 
     def frame(self, t: int, batch: int) -> STMFeatures:
         """Features of frame ``t`` from features computed for (batch * T) frames in clip order."""
-        def pick(x: Tensor) -> Tensor:
-            return x.view(batch, -1, *x.shape[1:])[:, t]
-
-        return STMFeatures(*(pick(getattr(self, f.name)) for f in dataclasses.fields(self)))
+        return frame_features(self, t, batch)
 
 
 @dataclass
@@ -248,21 +245,7 @@ class STM(nn.Module):
         All T frames go through the key encoder in one batched call; then the memory recurrence runs
         frame by frame. ``first_frame_mask`` (B, O, H, W) in [0, 1] or a (B, H, W) label map prompts frame 0.
         """
-        check_clip(clip)
-        dtype = self.pixel_mean.dtype
-        clip = clip.to(device=self.pixel_mean.device, dtype=dtype)
-        b, t, _, h, w = clip.shape
-        prompt = None
-        if first_frame_mask is not None:
-            prompt = prompt_masks(first_frame_mask, b, self.num_objects, (h, w), dtype).to(clip.device)
-        all_feats = self.encode_image(clip.flatten(0, 1))
-        state = self.init_state(b, clip.device, all_feats.key.dtype)
-        outputs = []
-        for i in range(t):
-            logits, state = self.advance(state, all_feats.frame(i, b), prompt if i == 0 else None,
-                                         update_memory=i < t - 1)
-            outputs.append(logits)
-        return torch.stack(outputs, dim=1)
+        return run_clip(self, clip, first_frame_mask, lambda b, h, w, device, dtype: self.init_state(b, device, dtype))
 
     def stepper(self) -> STMStepper:
         """A fresh streaming stepper over this model (see :class:`STMStepper`)."""

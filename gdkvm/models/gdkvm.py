@@ -22,7 +22,9 @@ training and streaming inference cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,10 +59,16 @@ class ImageFeatures:
 
     def frame(self, t: int, batch: int) -> ImageFeatures:
         """Features of frame ``t`` from features computed for (batch * T) frames in clip order."""
-        def pick(x: Tensor) -> Tensor:
-            return x.view(batch, -1, *x.shape[1:])[:, t]
+        return frame_features(self, t, batch)
 
-        return ImageFeatures(*(pick(getattr(self, f)) for f in ("image", "f4", "f8", "pix", "key")))
+
+def frame_features(feats: Any, t: int, batch: int) -> Any:
+    """Frame ``t`` of a features dataclass whose tensor fields were computed for (batch * T) frames in clip
+    order: every field (batch * T, ...) -> (batch, ...)."""
+    def pick(x: Tensor) -> Tensor:
+        return x.view(batch, -1, *x.shape[1:])[:, t]
+
+    return type(feats)(*(pick(getattr(feats, f.name)) for f in fields(feats)))
 
 
 @dataclass
@@ -79,30 +87,53 @@ class RecurrentState:
     frames: int = 0
 
 
+def _check_video_tensor(x: object, name: str, layout: str, ndim: int) -> None:
+    """One-line GdkvmError unless ``x`` is a float tensor of ``ndim`` dims, one channel at dim -3, H, W % 16 == 0."""
+    expected = f"expected a float tensor of shape {layout} with H and W divisible by 16"
+    if not isinstance(x, Tensor):
+        raise GdkvmError(f"{name}: {expected}, got {type(x).__name__}")
+    if x.ndim != ndim or x.shape[-3] != 1 or 0 in x.shape:
+        raise GdkvmError(f"{name}: {expected}, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise GdkvmError(f"{name}: {expected}, got dtype {x.dtype}")
+    if x.shape[-2] % STRIDE or x.shape[-1] % STRIDE:
+        raise GdkvmError(f"{name}: {expected}, got H x W = {x.shape[-2]} x {x.shape[-1]}")
+
+
 def check_clip(clip: object) -> None:
     """Raise a one-line GdkvmError unless ``clip`` is a float tensor (B, T, 1, H, W) with H, W % 16 == 0."""
-    expected = "expected a float tensor of shape (B, T, 1, H, W) with H and W divisible by 16"
-    if not isinstance(clip, Tensor):
-        raise GdkvmError(f"clip: {expected}, got {type(clip).__name__}")
-    if clip.ndim != 5 or clip.shape[2] != 1 or 0 in clip.shape:
-        raise GdkvmError(f"clip: {expected}, got shape {tuple(clip.shape)}")
-    if not clip.is_floating_point():
-        raise GdkvmError(f"clip: {expected}, got dtype {clip.dtype}")
-    if clip.shape[-2] % STRIDE or clip.shape[-1] % STRIDE:
-        raise GdkvmError(f"clip: {expected}, got H x W = {clip.shape[-2]} x {clip.shape[-1]}")
+    _check_video_tensor(clip, "clip", "(B, T, 1, H, W)", 5)
 
 
 def check_frame(frame: object) -> None:
     """Raise a one-line GdkvmError unless ``frame`` is a float tensor (B, 1, H, W) with H, W % 16 == 0."""
-    expected = "expected a float tensor of shape (B, 1, H, W) with H and W divisible by 16"
-    if not isinstance(frame, Tensor):
-        raise GdkvmError(f"frame: {expected}, got {type(frame).__name__}")
-    if frame.ndim != 4 or frame.shape[1] != 1 or 0 in frame.shape:
-        raise GdkvmError(f"frame: {expected}, got shape {tuple(frame.shape)}")
-    if not frame.is_floating_point():
-        raise GdkvmError(f"frame: {expected}, got dtype {frame.dtype}")
-    if frame.shape[-2] % STRIDE or frame.shape[-1] % STRIDE:
-        raise GdkvmError(f"frame: {expected}, got H x W = {frame.shape[-2]} x {frame.shape[-1]}")
+    _check_video_tensor(frame, "frame", "(B, 1, H, W)", 4)
+
+
+def run_clip(model: nn.Module, clip: Tensor, first_frame_mask: Tensor | None,
+             init_state: Callable[[int, int, int, torch.device, torch.dtype], Any]) -> Tensor:
+    """The clip wrapper shared by GDKVM and the memory baselines: clip (B, T, 1, H, W) -> logits
+    (B, T, O + 1, H, W).
+
+    All T frames go through ``model.encode_image`` in one batched call; then ``model.advance`` runs frame
+    by frame from ``init_state(B, H, W, device, dtype)`` (the last frame is not written to memory).
+    ``first_frame_mask`` (B, O, H, W) in [0, 1] or a (B, H, W) label map prompts frame 0.
+    """
+    check_clip(clip)
+    dtype = model.pixel_mean.dtype
+    clip = clip.to(device=model.pixel_mean.device, dtype=dtype)
+    b, t, _, h, w = clip.shape
+    prompt = None
+    if first_frame_mask is not None:
+        prompt = prompt_masks(first_frame_mask, b, model.num_objects, (h, w), dtype).to(clip.device)
+    all_feats = model.encode_image(clip.flatten(0, 1))
+    state = init_state(b, h, w, clip.device, all_feats.key.dtype)
+    outputs = []
+    for i in range(t):
+        logits, state = model.advance(state, all_feats.frame(i, b), prompt if i == 0 else None,
+                                      update_memory=i < t - 1)
+        outputs.append(logits)
+    return torch.stack(outputs, dim=1)
 
 
 def prompt_masks(mask: object, batch: int, num_objects: int, size: tuple[int, int], dtype: torch.dtype) -> Tensor:
@@ -302,21 +333,8 @@ class GDKVM(nn.Module):
         All T frames go through the key encoder in one batched call; then the recurrence runs frame by
         frame. ``first_frame_mask`` (B, O, H, W) in [0, 1] or a (B, H, W) label map prompts frame 0.
         """
-        check_clip(clip)
-        dtype = self.pixel_mean.dtype
-        clip = clip.to(device=self.pixel_mean.device, dtype=dtype)
-        b, t, _, h, w = clip.shape
-        prompt = None
-        if first_frame_mask is not None:
-            prompt = prompt_masks(first_frame_mask, b, self.num_objects, (h, w), dtype).to(clip.device)
-        all_feats = self.encode_image(clip.flatten(0, 1))
-        state = self.init_state(b, (h // STRIDE, w // STRIDE), clip.device, all_feats.key.dtype)
-        outputs = []
-        for i in range(t):
-            logits, state = self.advance(state, all_feats.frame(i, b), prompt if i == 0 else None,
-                                         update_memory=i < t - 1)
-            outputs.append(logits)
-        return torch.stack(outputs, dim=1)
+        return run_clip(self, clip, first_frame_mask,
+                        lambda b, h, w, device, dtype: self.init_state(b, (h // STRIDE, w // STRIDE), device, dtype))
 
     def stepper(self) -> Stepper:
         """A fresh streaming stepper over this model (see :class:`Stepper`)."""
