@@ -122,13 +122,24 @@ class FileListEntry:
     n_frames: int
 
 
+def _video_stems(names: pd.Series) -> pd.Series:
+    """FileName values without surrounding blanks and without a ``.avi`` suffix (any case)."""
+    names = names.str.strip()
+    return names.where(~names.str.lower().str.endswith(".avi"), names.str[:-4])
+
+
 def read_filelist(path: str | Path) -> tuple[dict[str, FileListEntry], list[DataError]]:
     """Read ``FileList.csv``: {FileName without extension: entry} plus one DataError per bad row.
 
     A missing or wrong header is fatal (raised). Rows with non-numeric fields, an unknown ``Split``
     or a duplicate FileName are returned as problems and left out.
     """
-    path = Path(path)
+    entries, problems, _ = _read_filelist(Path(path))
+    return entries, problems
+
+
+def _read_filelist(path: Path) -> tuple[dict[str, FileListEntry], list[DataError], set[str]]:
+    """:func:`read_filelist` plus every FileName listed, malformed rows included (without ``.avi``)."""
     table = _read_csv_as_text(path)
     missing = [c for c in FILELIST_COLUMNS if c not in table.columns]
     if missing:
@@ -136,12 +147,11 @@ def read_filelist(path: str | Path) -> tuple[dict[str, FileListEntry], list[Data
             path, f"missing column(s) {', '.join(missing)}; header is {','.join(map(str, table.columns))}"
         )
     converted, row_problems = _numeric_problems(path, table, FILELIST_NUMERIC)
+    names = _video_stems(table["FileName"])
     entries: dict[str, FileListEntry] = {}
     problems: list[DataError] = []
     for pos in range(len(table)):
-        name = table["FileName"].iloc[pos].strip()
-        if name.lower().endswith(".avi"):
-            name = name[:-4]
+        name = names.iloc[pos]
         if pos in row_problems:
             problems.append(DataError(path, f"{row_problems[pos]} ({name or 'no FileName'})"))
             continue
@@ -169,7 +179,7 @@ def read_filelist(path: str | Path) -> tuple[dict[str, FileListEntry], list[Data
             fps=float(row["FPS"]),
             n_frames=int(row["NumberOfFrames"]),
         )
-    return entries, problems
+    return entries, problems, set(names.tolist())
 
 
 def _polygon(chords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -278,8 +288,7 @@ def read_tracings(path: str | Path, tracing_rows: TracingRows = "first") -> Trac
         raise DataError(path, f"header {','.join(header)} is not {','.join(TRACING_COLUMNS)}")
     table.columns = list(TRACING_COLUMNS)
     result = TracingTable(path=path)
-    names = table["FileName"].str.strip()
-    names = names.where(~names.str.lower().str.endswith(".avi"), names.str[:-4])
+    names = _video_stems(table["FileName"])
     converted, row_problems = _numeric_problems(path, table, TRACING_COLUMNS[1:])
     frames = converted["Frame"].to_numpy(dtype=np.float64)
     for pos in np.flatnonzero(np.isfinite(frames) & ((frames < 0) | (frames != np.floor(frames)))).tolist():
@@ -373,12 +382,6 @@ class EchoIndex:
     tracing_rows: TracingRows = "first"
 
 
-def _listed_names(path: Path) -> set[str]:
-    """Every FileName in FileList.csv (without ``.avi``), malformed rows included."""
-    names = _read_csv_as_text(path)["FileName"].str.strip()
-    return set(names.where(~names.str.lower().str.endswith(".avi"), names.str[:-4]).tolist())
-
-
 def index_echonet(root: Path, tracing_rows: TracingRows = "first") -> EchoIndex:
     """Join FileList, VolumeTracings and the Videos folder into usable entries, sorted by FileName.
 
@@ -388,8 +391,7 @@ def index_echonet(root: Path, tracing_rows: TracingRows = "first") -> EchoIndex:
     ``skipped_rows``.
     """
     root = Path(root)
-    filelist, problems = read_filelist(root / "FileList.csv")
-    listed = _listed_names(root / "FileList.csv")
+    filelist, problems, listed = _read_filelist(root / "FileList.csv")
     tracings = read_tracings(root / "VolumeTracings.csv", tracing_rows)
     videos_dir = root / "Videos"
     entries: list[EchoEntry] = []

@@ -509,7 +509,13 @@ def _reference_phase_masks(root: Path, case: camus.CamusCase) -> tuple[np.ndarra
     return ed_mask, es_mask, spacing, "files" if same else "files-differ"
 
 
-def _reference_source_notes(sources: list[str]) -> list[str]:
+def _first_names(names: list[str], limit: int = 5, suffix: str = "") -> str:
+    """The first ``limit`` names (each + ``suffix``), comma-separated, then "(+N more)" for the rest."""
+    shown = ", ".join(f"{n}{suffix}" for n in names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _reference_source_notes(sources: list[tuple[str, str]]) -> list[str]:
     """store.json notes on where the reference (gt_*) volumes' ED/ES masks came from, when not all from
     ED/ES GT files identical to the half-sequence GT frames."""
     notes = []
@@ -517,14 +523,13 @@ def _reference_source_notes(sources: list[str]) -> list[str]:
         ("files-differ", "ED/ES GT files differ from the half-sequence GT frames; reference volumes use the files"),
         ("sequence", "no usable ED/ES GT files; reference volumes use the half-sequence GT frames"),
     ):
-        cases = [s.split(":")[0] for s in sources if s.split(": ", 1)[1].startswith(kind)]
+        cases = [case_id for case_id, source in sources if source.startswith(kind)]
         if cases:
-            shown = ", ".join(cases[:5]) + (f" (+{len(cases) - 5} more)" if len(cases) > 5 else "")
-            notes.append(f"{len(cases)} case(s): {text}: {shown}")
+            notes.append(f"{len(cases)} case(s): {text}: {_first_names(cases)}")
     return notes
 
 
-def _camus_biplane(root: Path, cases: dict[str, camus.CamusCase]) -> tuple[dict[str, float], list[str]]:
+def _camus_biplane(root: Path, cases: dict[str, camus.CamusCase]) -> tuple[dict[str, float], list[tuple[str, str]]]:
     """Biplane Simpson EDV/ESV (mL)/EF of one patient from its source-resolution GT ({} if unmeasurable),
     and the mask source of each view (see :func:`_reference_phase_masks`)."""
     from gdkvm.metrics.clinical import safe_biplane_ef
@@ -533,7 +538,7 @@ def _camus_biplane(root: Path, cases: dict[str, camus.CamusCase]) -> tuple[dict[
         return {}, []
     (e2, s2, sp2, src2), (e4, s4, sp4, src4) = (_reference_phase_masks(root, cases[v]) for v in ("2CH", "4CH"))
     result = safe_biplane_ef(e2, s2, e4, s4, sp2, sp4)
-    sources = [f"{cases['2CH'].patient}_2CH: {src2}", f"{cases['4CH'].patient}_4CH: {src4}"]
+    sources = [(cases["2CH"].case_id, src2), (cases["4CH"].case_id, src4)]
     if not math.isfinite(result.ef):
         return {}, sources
     return {
@@ -615,7 +620,7 @@ def prepare_camus(
 
     bad = [_bad_case(e, base) for e in missing]
     counts = dict.fromkeys(SPLITS, 0)
-    mask_sources: list[str] = []
+    mask_sources: list[tuple[str, str]] = []
     with _remove_created_dirs_on_error(Path(out)), atomic_dir(dataset_dir) as tmp:
         with _split_writers(tmp, opts.frames, opts.size) as writers:
             done = len(inputs)
@@ -710,11 +715,6 @@ def _echonet_clip(
     return images, masks, labeled, row
 
 
-def _shown_videos(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(f"{n}.avi" for n in names[:limit])
-    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
-
-
 def _echonet_notes(index: echonet.EchoIndex) -> list[str]:
     """store.json notes on the tracing quirks: orphan tracings, multi-tracing and odd-count frames (what
     the ``tracing_rows`` policy did with them) and the videos that policy ``'exact'`` skipped."""
@@ -722,14 +722,14 @@ def _echonet_notes(index: echonet.EchoIndex) -> list[str]:
     if index.orphan_tracings:
         notes.append(
             f"{len(index.orphan_tracings)} tracing(s) without a FileList row ignored: "
-            + _shown_videos(index.orphan_tracings)
+            + _first_names(index.orphan_tracings, suffix=".avi")
         )
     if index.tracing_rows == "exact":
         if index.skipped_rows:
             notes.append(
                 f"{len(index.skipped_rows)} video(s) skipped by tracing_rows='exact' (MemSAM): a traced "
                 "frame without exactly 21 rows (store.json skipped_tracing_rows): "
-                + _shown_videos(index.skipped_rows)
+                + _first_names(index.skipped_rows, suffix=".avi")
             )
         return notes
     used = {

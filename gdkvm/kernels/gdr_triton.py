@@ -298,13 +298,9 @@ def _launch(
     alpha: Tensor | None,
     beta: Tensor | None,
     erase: bool,
-    *,
-    gates_expanded: bool = False,
 ) -> tuple[Tensor | None, Tensor]:
-    """Allocate the outputs and run the kernel (no autograd).
-
-    ``gates_expanded``: ``alpha`` / ``beta`` are already the state-shaped views of ``_gate_view``.
-    """
+    """Allocate the outputs and run the kernel (no autograd); ``alpha`` / ``beta`` are the state-shaped
+    views of ``_gate_view`` (or None)."""
     b, h, ck, dv = state.shape
     interpret = bool(triton.knobs.runtime.interpret)
     if not interpret and state.device.type != "cuda":
@@ -312,11 +308,6 @@ def _launch(
             f"gdr_step_triton: tensors are on {state.device}; the kernel needs CUDA (or TRITON_INTERPRET=1)"
         )
     bn, bk, bv = block_sizes(ck, dv, interpret=interpret)
-    if gates_expanded:
-        alpha_x, beta_x = alpha, beta
-    else:
-        alpha_x = _gate_view("alpha", alpha, state)
-        beta_x = _gate_view("beta", beta, state)
     new_state = torch.empty(state.shape, dtype=state.dtype, device=state.device)
     readout = None
     if query is not None:
@@ -324,8 +315,8 @@ def _launch(
     # Absent optional tensors: pass the state as a never-dereferenced placeholder (constexpr flags off).
     q_arg = state if query is None else query
     o_arg = state if readout is None else readout
-    a_arg = state if alpha_x is None else alpha_x
-    b_arg = state if beta_x is None else beta_x
+    a_arg = state if alpha is None else alpha
+    b_arg = state if beta is None else beta
     q_strides = (0, 0, 0) if query is None else query.stride()
     o_strides = (0, 0, 0) if readout is None else readout.stride()
     kernel = forward_kernel(interpret)
@@ -448,11 +439,12 @@ def gdr_step_triton(
         or any(_frame_span(t) >= 2**31 for t in frames)  # the kernel's pixel offsets are int32
     ):
         return gdr_step_reference(state, key, value, query, alpha, beta, erase=erase)
-    inputs = (state, key, value, query, alpha, beta)
+    # The kernel reads the gates through their stride-0 state-shaped views; under autograd the expand is
+    # differentiated by torch, so the gradients still come back in each gate's own shape.
+    inputs = (state, key, value, query, alpha_x, beta_x)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-        return _GdrStepFunction.apply(state, key, value, query, alpha, beta, bool(erase))
-    # Inference (the streaming path): no autograd node, and the gate views made above are reused.
-    return _launch(state, key, value, query, alpha_x, beta_x, bool(erase), gates_expanded=True)
+        return _GdrStepFunction.apply(*inputs, bool(erase))
+    return _launch(*inputs, bool(erase))  # inference (the streaming path): no autograd node
 
 
 #: The name the dispatcher (``gdkvm.kernels.gdr_step``) looks up.
