@@ -66,3 +66,24 @@ def test_failed_workers_are_one_line_error(tmp_path):
     with pytest.raises(GdkvmError) as info:
         launch_torchrun(1, ["gdkvm.no_such_module"])
     assert "failed" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_process_group_gets_the_long_collective_timeout(monkeypatch):
+    """Rank 0 validates alone while the others wait in a collective; the default 10-minute timeout would
+    kill a whole-split validation, so the group is created with PROCESS_GROUP_TIMEOUT."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from gdkvm.engine import distributed
+
+    calls = []
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: calls.append(kw))
+    info = distributed.init_distributed(torch.device("cpu"))
+    assert info.world_size == 2
+    assert calls == [{"backend": "gloo", "timeout": distributed.PROCESS_GROUP_TIMEOUT}]
+    assert distributed.PROCESS_GROUP_TIMEOUT >= timedelta(hours=1)

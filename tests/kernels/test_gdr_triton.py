@@ -296,3 +296,16 @@ def test_inference_path_skips_autograd_and_matches_the_training_path(triton_devi
     readout_g, new_state_g = gdr_triton.gdr_step(*leaves)
     assert new_state_g.grad_fn is not None
     assert torch.equal(new_state_g.detach(), new_state) and torch.equal(readout_g.detach(), readout)
+
+
+def test_launch_moves_to_the_tensors_gpu_only_when_needed(monkeypatch: pytest.MonkeyPatch):
+    """Triton launches on the current CUDA device; tensors on another GPU get a device guard (checked
+    without a GPU: the guard object is built, not entered)."""
+    import contextlib
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    guard = gdr_triton._launch_device(torch.device("cuda", 1), interpret=False)
+    assert isinstance(guard, torch.cuda.device) and guard.idx == 1
+    for device, interpret in ((torch.device("cuda", 0), False), (torch.device("cuda"), False),
+                              (torch.device("cuda", 1), True)):
+        assert isinstance(gdr_triton._launch_device(device, interpret), contextlib.nullcontext)
