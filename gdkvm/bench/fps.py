@@ -242,7 +242,7 @@ class GraphStep:
 
     def _buffers(self) -> list[Tensor]:
         s = self.state
-        return [*s.memory.values(), s.sensory, s.last_mask] + (
+        return [*s.memory.values(), s.sensory, s.prev_mask] + (
             [s.obj_memory] if s.obj_memory is not None else []
         )
 
@@ -254,7 +254,7 @@ class GraphStep:
             for key, t in s.memory.items():
                 t.copy_(new.memory[key])
             s.sensory.copy_(new.sensory)
-            s.last_mask.copy_(new.last_mask)
+            s.prev_mask.copy_(new.prev_mask)
             if s.obj_memory is not None and new.obj_memory is not None:
                 s.obj_memory.copy_(new.obj_memory)
         return logits

@@ -103,6 +103,7 @@ def train(
     workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes (default: 0).")] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast on GPU (default: on).", show_default=False)] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Training augmentations (default: on).", show_default=False)] = None,
+    augment_profile: Annotated[str | None, typer.Option("--augment-profile", help="paper (the paper's four transforms) | robust (plus gain, haze, blur, speckle, shadows, shift; for other scanners) (default: paper).")] = None,
     model_set: Annotated[list[str] | None, typer.Option("--model-set", help="Model config override KEY=VALUE (repeatable), e.g. freeze_bn=true.")] = None,
 ) -> None:
     """Train a GDKVM variant: AdamW 1e-4, batch 10, 1500 iterations, grad-norm clip 3, CE + soft Dice.
@@ -128,6 +129,7 @@ def train(
         "iterations": iterations, "batch_size": batch_size, "lr": lr, "seed": seed,
         "supervision": supervision.value if supervision else None, "device": device.value if device else None,
         "val_every": val_every, "ckpt_every": ckpt_every, "workers": workers, "amp": amp, "augment": augment,
+        "augment_profile": augment_profile,
         "backbone_weights": str(backbone_weights) if backbone_weights else None,
         "model_overrides": parse_model_set(model_set) if model_set else None,
     }
@@ -139,7 +141,7 @@ def train(
                  "--iterations": iterations, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
                  "--supervision": supervision, "--device": device, "--val-every": val_every,
                  "--ckpt-every": ckpt_every, "--resume": resume, "--backbone-weights": backbone_weights,
-                 "--workers": workers}
+                 "--workers": workers, "--augment-profile": augment_profile}
         args = _flags(flags)
         if amp is not None:
             args.append("--amp" if amp else "--no-amp")

@@ -50,6 +50,8 @@ class TrainConfig:
     dice_weight: float = 1.0
     supervision: Supervision = "ends"
     augment: bool = True
+    # "paper": the paper's four transforms; "robust": plus scanner variety (gdkvm.data.augment)
+    augment_profile: str = "paper"
     seed: int = 0
     device: DeviceName = "auto"
     amp: bool = True
@@ -87,6 +89,10 @@ class TrainConfig:
             raise ConfigError(f"train config: device {self.device!r} not in {list(DEVICES)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train config: schedule {self.schedule!r} not in {list(SCHEDULES)}")
+        from gdkvm.data.augment import AUGMENT_PROFILES
+
+        if self.augment_profile not in AUGMENT_PROFILES:
+            raise ConfigError(f"train config: augment_profile {self.augment_profile!r} not in {list(AUGMENT_PROFILES)}")
         if self.warmup < 0 or self.workers < 0 or self.max_val_videos < 0:
             raise ConfigError("train config: warmup, workers and max_val_videos must be >= 0")
         return self

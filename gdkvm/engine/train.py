@@ -368,9 +368,11 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------
     def _loader(self, start: int, stop: int) -> DataLoader:
+        from gdkvm.data.augment import augment_profile
         from gdkvm.data.dataset import ClipDataset
 
-        clips = ClipDataset(self.train_split, augment=self.cfg.augment, seed=self.cfg.seed)
+        clips = ClipDataset(self.train_split, augment=self.cfg.augment, seed=self.cfg.seed,
+                            config=augment_profile(self.cfg.augment_profile))
         sampler = RankSampler(start, stop, self.cfg.batch_size, self.info.rank, self.info.world_size)
         return DataLoader(
             CountedClips(clips, self.cfg.seed),

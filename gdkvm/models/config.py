@@ -16,6 +16,8 @@ from gdkvm.errors import ConfigError, unknown_name
 PRESETS: tuple[str, ...] = ("paper", "tiny")
 
 BackboneName = Literal["resnet18", "resnet50"]
+KEY_SCALES: tuple[str, ...] = ("sqrt-pixels", "frobenius", "none")
+STEP_ORDERS: tuple[str, ...] = ("paper", "read-first")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,14 @@ class ModelConfig:
     # "sqrt-pixels": keys enter the linear/delta/gdr memory scaled by 1/sqrt(N) (N pixels per frame), so
     # K^T K has spectral norm <= 1 (the delta erase stays a contraction) and the readout is a pixel average;
     # "none": the paper's Eqs. 3-5 summed over pixels as written (unstable beyond a few pixels: see docs/model.md).
-    key_scale: Literal["sqrt-pixels", "none"] = "sqrt-pixels"
+    # "frobenius": keys scaled by 1 / ||K_t||_F per frame (also makes the erase a contraction, without
+    # tying the scale to the pixel count).
+    key_scale: Literal["sqrt-pixels", "frobenius", "none"] = "sqrt-pixels"
+    # order of one frame's memory steps. "paper" (Sec. 3.1, Eq. 3, and the released code): encode the value
+    # from the frame's image and the *previous* frame's mask, write S_t, then read S_t with the same key K_t.
+    # "read-first" (gdkvm before 0.2): read S_{t-1} with K_t, segment, then encode the value from the
+    # frame's own prediction and write.
+    step_order: Literal["paper", "read-first"] = "paper"
     memory_heads: int = 8
     key_dim: int = 64
     value_dim: int = 256
@@ -64,8 +73,10 @@ class ModelConfig:
 
         if self.memory_rule not in MEMORY_RULES:
             raise unknown_name("memory rule", self.memory_rule, MEMORY_RULES)
-        if self.key_scale not in ("sqrt-pixels", "none"):
-            raise ConfigError(f"model config: key_scale {self.key_scale!r} is not one of ['sqrt-pixels', 'none']")
+        if self.key_scale not in KEY_SCALES:
+            raise ConfigError(f"model config: key_scale {self.key_scale!r} is not one of {list(KEY_SCALES)}")
+        if self.step_order not in STEP_ORDERS:
+            raise ConfigError(f"model config: step_order {self.step_order!r} is not one of {list(STEP_ORDERS)}")
         if self.decay_form not in ("exp", "official"):
             raise ConfigError(f"model config: decay_form {self.decay_form!r} is not one of ['exp', 'official']")
         for name in ("key_backbone", "value_backbone"):

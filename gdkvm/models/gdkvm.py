@@ -1,23 +1,27 @@
 """The GDKVM network as stages, a clip-level wrapper for training and a streaming stepper for inference.
 
-Per frame t (read before write):
+Per frame t, in the paper's order (``step_order="paper"``, the default; Sec. 3.1, Eq. 3, and the authors'
+released code):
 
 1. ``encode_image``: key encoder (ResNet-50 to stride 16) -> pixel features F_Pix (Cp) and local keys
    F_K (Ck) -> optional KPFF -> keys K_t made non-negative by a softmax over channels per pixel;
    stride-8/4 features are kept as decoder skips.
-2. ``read``: the memory readout of S_{t-1} for K_t, one state per (clip, object).
-3. ``segment``: readout + sensory state + last mask -> pixel fuser -> object transformer -> decoder
+2. ``encode_value``: value encoder on the frame's image + the *previous* frame's predicted mask (zeros
+   before the first frame, or the prompt) -> values V_t; updates the sensory state and object summaries.
+3. ``write`` then ``read`` in one fused call: S_t = rule(S_{t-1}, K_t, V_t), readout O_t = K_t S_t.
+4. ``segment``: readout + sensory state + last mask -> pixel fuser -> object transformer -> decoder
    -> per-object logits, soft aggregation into (B, O + 1, H, W) logits (background first); the
    decoder also updates the sensory state.
-4. ``encode_value``: value encoder on image + the frame's predicted (or prompted) mask -> values V_t;
-   updates the sensory state and the object summaries.
-5. ``write``: S_t = rule(S_{t-1}, K_t, V_t).
 
-The first frame is segmented from an empty memory unless a prompt mask is given, in which case its
-logits are the prompt's soft-aggregated log-odds and its values are encoded from the prompt.
-``GDKVM.forward`` (the clip wrapper) encodes every frame's image in one batched key-encoder call and
-then runs the recurrence; :class:`Stepper` encodes one frame per call. Both share ``advance``, so
-training and streaming inference cannot drift apart.
+``step_order="read-first"`` (the order of gdkvm 0.1, kept for its checkpoints and as an ablation) reads
+S_{t-1} with K_t, segments, then encodes V_t from the frame's *own* prediction and writes S_t; there the
+first frame is segmented from an empty memory.
+
+A prompt mask on the first frame replaces that frame's segmentation (its logits are the prompt's
+soft-aggregated log-odds) and is the mask its values are encoded from (read-first) or the previous mask
+of the next frame (paper). ``GDKVM.forward`` (the clip wrapper) encodes every frame's image in one batched
+key-encoder call and then runs the recurrence; :class:`Stepper` encodes one frame per call. Both share
+``advance``, so training and streaming inference cannot drift apart.
 """
 
 from __future__ import annotations
@@ -75,14 +79,15 @@ def frame_features(feats: Any, t: int, batch: int) -> Any:
 class RecurrentState:
     """The whole state carried from frame to frame (constant size for every rule but softmax).
 
-    memory: the memory rule's state (batch B * O); sensory (B, O, Cs, h, w); last_mask (B, O, h, w)
-    the previous frame's object probabilities at stride 16; obj_memory (B, O, Q, E + 1) running sums
-    of object summaries (None without the object transformer); frames: frames seen so far.
+    memory: the memory rule's state (batch B * O); sensory (B, O, Cs, h, w); prev_mask (B, O, H, W)
+    the previous frame's object probabilities (or the prompt) at the image resolution, zeros before the
+    first frame; obj_memory (B, O, Q, E + 1) running sums of object summaries (None without the object
+    transformer); frames: frames seen so far.
     """
 
     memory: dict[str, Tensor]
     sensory: Tensor
-    last_mask: Tensor
+    prev_mask: Tensor
     obj_memory: Tensor | None
     frames: int = 0
 
@@ -228,31 +233,50 @@ class GDKVM(nn.Module):
 
     def read(self, memory_state: dict[str, Tensor], key: Tensor) -> Tensor:
         """Memory readout for query keys (B, Ck, h, w) -> (B, O, Cv, h, w); the keys are shared by objects."""
-        b, ck, h, w = key.shape
-        o = self.num_objects
-        query = key.flatten(2).transpose(1, 2).unsqueeze(1).expand(b, o, h * w, ck).reshape(b * o, h * w, ck)
-        out = self.memory.read(memory_state, self._scale_keys(query))  # (B*O, N, Cv)
-        return out.transpose(1, 2).reshape(b, o, -1, h, w)
+        b, _, h, w = key.shape
+        out = self.memory.read(memory_state, self._flat_keys(key))  # (B*O, N, Cv)
+        return out.transpose(1, 2).reshape(b, self.num_objects, -1, h, w)
 
     def write(self, memory_state: dict[str, Tensor], key: Tensor, value: Tensor) -> dict[str, Tensor]:
         """Write keys (B, Ck, h, w) and values (B, O, Cv, h, w) into the memory; returns the new state."""
-        b, ck, h, w = key.shape
-        o = value.shape[1]
-        k = key.flatten(2).transpose(1, 2).unsqueeze(1).expand(b, o, h * w, ck).reshape(b * o, h * w, ck)
-        v = value.flatten(3).transpose(2, 3).reshape(b * o, h * w, -1)
-        return self.memory.write(memory_state, self._scale_keys(k), v)
+        b, _, h, w = key.shape
+        v = value.flatten(3).transpose(2, 3).reshape(b * value.shape[1], h * w, -1)
+        return self.memory.write(memory_state, self._flat_keys(key), v)
 
     def _scale_keys(self, keys: Tensor) -> Tensor:
-        """Keys (B, N, Ck) scaled by 1/sqrt(N) for the summing rules (``key_scale="sqrt-pixels"``).
+        """Keys (B, N, Ck) scaled for the summing rules, as ``config.key_scale`` says.
 
-        Softmax keys have row norm <= 1, so after the scaling ||K^T K|| <= 1: the delta erase
-        (I - beta K^T K) cannot flip or blow up the state however many pixels a frame has, and the readout
-        Q S averages over pixels instead of growing with N. softmax (attention-normalised) and gka (ridge
-        solve with lambda relative to ||H||, invariant to this scale) are left unscaled.
+        ``sqrt-pixels``: by 1/sqrt(N). Softmax keys have row norm <= 1, so after the scaling
+        ||K^T K|| <= 1: the delta erase (I - beta K^T K) cannot flip or blow up the state however many
+        pixels a frame has, and the readout Q S averages over pixels instead of growing with N.
+        ``frobenius``: by 1/||K||_F of each sequence's frame, so ||K^T K|| <= ||K||_F^2 = 1 as well, with a
+        scale set by the keys themselves (between 1/sqrt(N) and sqrt(Ck/N) for softmax keys).
+        ``none``: the equations as printed. softmax (attention-normalised) and gka (ridge solve with
+        lambda relative to ||H||, invariant to this scale) are left unscaled.
         """
         if self.config.key_scale == "none" or not self.memory.sums_over_pixels:
             return keys
+        if self.config.key_scale == "frobenius":
+            norm = keys.float().pow(2).sum(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-6)
+            return keys / norm.to(keys.dtype)
         return keys * keys.shape[1] ** -0.5
+
+    def _flat_keys(self, key: Tensor) -> Tensor:
+        """Keys (B, Ck, h, w) -> scaled per-object memory keys (B * O, h * w, Ck)."""
+        b, ck, h, w = key.shape
+        o = self.num_objects
+        k = key.flatten(2).transpose(1, 2).unsqueeze(1).expand(b, o, h * w, ck).reshape(b * o, h * w, ck)
+        return self._scale_keys(k)
+
+    def write_read(self, memory_state: dict[str, Tensor], key: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The paper's memory step: write keys (B, Ck, h, w) and values (B, O, Cv, h, w), then read the new
+        state with the same keys, in one fused call. Returns (readout (B, O, Cv, h, w), new state)."""
+        b, _, h, w = key.shape
+        o = value.shape[1]
+        k = self._flat_keys(key)
+        v = value.flatten(3).transpose(2, 3).reshape(b * o, h * w, -1)
+        out, new_state = self.memory.write_read(memory_state, k, v, k)
+        return out.transpose(1, 2).reshape(b, o, -1, h, w), new_state
 
     def segment(self, feats: ImageFeatures, readout: Tensor, sensory: Tensor, last_mask: Tensor,
                 obj_memory: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -277,9 +301,10 @@ class GDKVM(nn.Module):
 
     # ------------------------------------------------------------------ recurrence
     def init_state(self, batch: int, grid: tuple[int, int], device: torch.device, dtype: torch.dtype) -> RecurrentState:
-        """The state before the first frame: empty memory, zero sensory state, no last mask.
+        """The state before the first frame: empty memory, zero sensory state, zero previous mask.
 
-        The state is kept in at least fp32 (``dtype`` is promoted), also when the frames run under autocast.
+        ``grid`` is the stride-16 grid (h, w) of frames (B, 1, 16 h, 16 w). The state is kept in at least
+        fp32 (``dtype`` is promoted), also when the frames run under autocast.
         """
         o, (h, w) = self.num_objects, grid
         dtype = torch.promote_types(dtype, torch.float32)
@@ -290,39 +315,77 @@ class GDKVM(nn.Module):
         return RecurrentState(
             memory=self.memory.init_state(batch * o, device, dtype),
             sensory=torch.zeros(batch, o, self.config.sensory_dim, h, w, device=device, dtype=dtype),
-            last_mask=torch.zeros(batch, o, h, w, device=device, dtype=dtype),
+            prev_mask=torch.zeros(batch, o, h * STRIDE, w * STRIDE, device=device, dtype=dtype),
             obj_memory=obj_memory,
         )
 
     def advance(self, state: RecurrentState, feats: ImageFeatures, prompt: Tensor | None = None,
                 update_memory: bool = True) -> tuple[Tensor, RecurrentState]:
-        """One frame of the recurrence: read, segment, encode the value, write.
+        """One frame of the recurrence in ``config.step_order`` (see the module docstring).
 
         ``prompt`` (B, O, H, W) replaces the segmentation by a given mask (first-frame prompt).
-        ``update_memory=False`` skips the value encoding and the write (the clip's last frame).
-        Returns the frame's logits (B, O + 1, H, W) and the next state.
+        ``update_memory=False`` marks the clip's last frame: the read-first order then skips the value
+        encoding and the write, which only later frames would use (the paper order writes before it reads,
+        so it always writes). Returns the frame's logits (B, O + 1, H, W) and the next state.
         """
+        if self.config.step_order == "read-first":
+            return self._advance_read_first(state, feats, prompt, update_memory)
+        masks_in = state.prev_mask if prompt is None else prompt
+        value, sensory, obj_memory = self._encode_and_summarise(state, feats, state.sensory, masks_in)
+        readout, memory = self.write_read(state.memory, feats.key, value)
+        if prompt is None:
+            logits, prob, sensory = self.segment(feats, readout, sensory, self._grid_mask(state.prev_mask, feats),
+                                                 obj_memory)
+            masks = prob[:, 1:]
+        else:
+            logits, masks = self._prompt_logits(prompt), prompt
+        return logits, self._next_state(state, memory, sensory, masks, obj_memory)
+
+    def _advance_read_first(self, state: RecurrentState, feats: ImageFeatures, prompt: Tensor | None,
+                            update_memory: bool) -> tuple[Tensor, RecurrentState]:
+        """gdkvm 0.1's order: read S_{t-1}, segment, encode the value from this frame's mask, write."""
         sensory = state.sensory
         if prompt is None:
             readout = self.read(state.memory, feats.key)
-            logits, prob, sensory = self.segment(feats, readout, sensory, state.last_mask, state.obj_memory)
+            logits, prob, sensory = self.segment(feats, readout, sensory, self._grid_mask(state.prev_mask, feats),
+                                                 state.obj_memory)
             masks = prob[:, 1:]
         else:
-            masks = prompt
-            logits = soft_aggregate(prompt.to(torch.promote_types(prompt.dtype, torch.float32)))
-        # the carried tensors keep the dtypes they started with (autocast may return half precision)
-        sensory = sensory.to(state.sensory.dtype)
+            logits, masks = self._prompt_logits(prompt), prompt
         if not update_memory:
-            return logits, replace(state, sensory=sensory, frames=state.frames + 1)
-        masks = masks.to(feats.pix.dtype)
-        value, sensory, summary = self.encode_value(feats, sensory, masks)
+            return logits, replace(state, sensory=sensory.to(state.sensory.dtype), frames=state.frames + 1)
+        value, sensory, obj_memory = self._encode_and_summarise(state, feats, sensory, masks)
+        return logits, self._next_state(state, self.write(state.memory, feats.key, value), sensory, masks,
+                                        obj_memory)
+
+    def _encode_and_summarise(self, state: RecurrentState, feats: ImageFeatures, sensory: Tensor,
+                              masks: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Values (B, O, Cv, h, w) from the frame and ``masks`` (B, O, H, W), the updated sensory state, and
+        the object memory with this frame's summaries added (None without the object transformer)."""
+        value, sensory, summary = self.encode_value(feats, sensory.to(feats.pix.dtype), masks.to(feats.pix.dtype))
         obj_memory = state.obj_memory
         if summary is not None and obj_memory is not None:
             obj_memory = obj_memory + summary.to(obj_memory.dtype)
-        return logits, RecurrentState(
-            memory=self.write(state.memory, feats.key, value),
+        return value, sensory, obj_memory
+
+    @staticmethod
+    def _grid_mask(prev_mask: Tensor, feats: ImageFeatures) -> Tensor:
+        """The previous masks (B, O, H, W) averaged onto the stride-16 grid (B, O, h, w)."""
+        return F.interpolate(prev_mask, size=feats.key.shape[-2:], mode="area").to(feats.pix.dtype)
+
+    @staticmethod
+    def _prompt_logits(prompt: Tensor) -> Tensor:
+        """A prompt (B, O, H, W) as logits (B, O + 1, H, W), in at least fp32."""
+        return soft_aggregate(prompt.to(torch.promote_types(prompt.dtype, torch.float32)))
+
+    @staticmethod
+    def _next_state(state: RecurrentState, memory: dict[str, Tensor], sensory: Tensor, masks: Tensor,
+                    obj_memory: Tensor | None) -> RecurrentState:
+        """The state after one frame; carried tensors keep their dtypes (autocast may return half precision)."""
+        return RecurrentState(
+            memory=memory,
             sensory=sensory.to(state.sensory.dtype),
-            last_mask=F.interpolate(masks, size=feats.key.shape[-2:], mode="area").to(state.last_mask.dtype),
+            prev_mask=masks.to(state.prev_mask.dtype),
             obj_memory=obj_memory,
             frames=state.frames + 1,
         )
@@ -341,8 +404,8 @@ class GDKVM(nn.Module):
         return Stepper(self)
 
     def state_bytes(self, state: RecurrentState) -> int:
-        """Bytes held by a recurrent state (memory rule state + sensory + last mask + object memory)."""
-        extra = [state.sensory, state.last_mask] + ([state.obj_memory] if state.obj_memory is not None else [])
+        """Bytes held by a recurrent state (memory rule state + sensory + previous mask + object memory)."""
+        extra = [state.sensory, state.prev_mask] + ([state.obj_memory] if state.obj_memory is not None else [])
         return self.memory.state_bytes(state.memory) + sum(x.numel() * x.element_size() for x in extra)
 
 

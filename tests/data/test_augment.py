@@ -97,3 +97,64 @@ def test_gamma_and_contrast_values():
     out, _ = apply_params(images, masks, AugmentParams(scale=None, degrees=None, gamma=None, contrast=0.5))
     mean = images.mean()
     assert torch.allclose(out.flatten(), (images.flatten() - mean) * 0.5 + mean)
+
+
+# ------------------------------------------------------------------ the robust (scanner-variety) profile
+def test_paper_profile_draws_are_unchanged_by_the_robust_fields():
+    for seed in range(20):
+        a = sample_params(torch.Generator().manual_seed(seed), AugmentConfig())
+        b = sample_params(torch.Generator().manual_seed(seed), AugmentConfig.robust())
+        # the paper's block of 8 draws comes first in both: where both apply a transform, its value is the same
+        if a.scale is not None and b.scale is not None:
+            lo, hi = AugmentConfig().scale_range
+            lo2, hi2 = AugmentConfig.robust().scale_range
+            assert abs((a.scale - lo) / (hi - lo) - (b.scale - lo2) / (hi2 - lo2)) < 1e-12
+        assert a.shift is None and a.gain is None and a.shadows is None
+
+
+def test_robust_profile_keeps_shapes_ranges_and_labels():
+    images, masks = _clip(t=4, h=48, w=48)
+    seen = {"shift": 0, "gain": 0, "haze": 0, "blur": 0, "speckle": 0, "shadows": 0}
+    for seed in range(30):
+        g = torch.Generator().manual_seed(seed)
+        params = sample_params(g, AugmentConfig.robust())
+        for name in seen:
+            seen[name] += getattr(params, name) is not None
+        out_i, out_m = apply_params(images, masks, params)
+        assert out_i.shape == images.shape and out_m.shape == masks.shape and out_m.dtype == masks.dtype
+        assert out_i.min() >= 0 and out_i.max() <= 1 and torch.isfinite(out_i).all()
+        assert set(out_m.unique().tolist()) <= {0, 1, 2, 3}
+        again = apply_params(images, masks, params)
+        assert torch.equal(again[0], out_i) and torch.equal(again[1], out_m)  # deterministic
+    assert all(5 <= n <= 25 for n in seen.values()), seen
+
+
+def test_intensity_only_transforms_leave_masks_alone():
+    images, masks = _clip(t=3, h=40, w=40)
+    params = AugmentParams(scale=None, degrees=None, gamma=None, contrast=None, gain=0.7, haze=0.2, blur=1.0,
+                           speckle=0.3, speckle_seed=5, shadows=((0.0, 0.1, 0.3, 0.9),))
+    out_i, out_m = apply_params(images, masks, params)
+    assert torch.equal(out_m, masks)
+    assert not torch.equal(out_i, images)
+
+
+def test_shift_moves_the_content():
+    images = torch.zeros(1, 1, 40, 40)
+    images[0, 0, 18:22, 18:22] = 1.0
+    masks = (images[:, 0] > 0.5).long()
+    params = AugmentParams(scale=None, degrees=None, gamma=None, contrast=None, shift=(0.1, -0.2))
+    _, out_m = apply_params(images, masks, params)
+    rows, cols = torch.nonzero(out_m[0], as_tuple=True)
+    assert abs(cols.float().mean().item() - (19.5 + 4)) < 0.6  # +0.1 of 40 px to the right
+    assert abs(rows.float().mean().item() - (19.5 - 8)) < 0.6  # 0.2 of 40 px up
+
+
+def test_shadow_darkens_a_wedge_below_its_start():
+    images = torch.full((1, 1, 64, 64), 0.5)
+    masks = torch.zeros(1, 64, 64, dtype=torch.long)
+    params = AugmentParams(scale=None, degrees=None, gamma=None, contrast=None,
+                           shadows=((0.0, 0.1, 0.5, 0.9),))
+    out, _ = apply_params(images, masks, params)
+    assert out[0, 0, 60, 32] < 0.15  # deep, on the beam: shadowed
+    assert out[0, 0, 10, 32] > 0.45  # above the start: untouched
+    assert out[0, 0, 60, 2] > 0.45  # far off the beam: untouched

@@ -139,7 +139,7 @@ def test_autocast_keeps_state_in_fp32():
         out = [stepper.step(torch.rand(1, 1, 32, 32)) for _ in range(3)]
     assert all(o.dtype == torch.float32 and torch.isfinite(o).all() for o in out)
     state = stepper.state
-    assert state.sensory.dtype == state.last_mask.dtype == state.obj_memory.dtype == torch.float32
+    assert state.sensory.dtype == state.prev_mask.dtype == state.obj_memory.dtype == torch.float32
     assert state.memory["S"].dtype == torch.float32
 
 
