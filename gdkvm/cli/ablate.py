@@ -38,6 +38,9 @@ def ablate(
     split: Annotated[str, typer.Option("--split", help="Split the rows are scored on.")] = "test",
     out: Annotated[Path, typer.Option("--out", help="Folder holding the run folders.")] = Path("results/runs"),
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 1000,
+    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds, one run each, e.g. 0,1,2.")] = "0",
+    key_scale: Annotated[str, typer.Option("--key-scale", help="Comma-separated key stabilisers of the GDKVM rows: sqrt-pixels (default) | none (as printed) | frobenius.")] = "sqrt-pixels",
+    baselines: Annotated[bool, typer.Option("--baselines", help="Also train and score the unet and stm baselines.")] = False,
 ) -> None:
     """Train and evaluate every row of a paper ablation table and print ours next to the paper's mDice.
 
@@ -49,15 +52,30 @@ def ablate(
       gdkvm ablate --table 3 --data data/prepared/camus --preset tiny --iterations 200
 
       gdkvm ablate --table 4 --data data/prepared/camus --preset paper
-    """
-    from gdkvm.engine.ablate import run_ablation
-    from gdkvm.engine.config import TrainConfig
 
+      gdkvm ablate --table 4 --data data/prepared/camus --preset tiny --seeds 0,1,2 --key-scale sqrt-pixels,none,frobenius
+
+    With several seeds or stabilisers it also writes <out>/ablation-table<N>-<dataset>-<preset>.csv: per row and
+    stabiliser the mean and SD of mDice over seeds and the paired bootstrap 95% CI (by patient) of the Dice
+    difference from the reference row (full / gdr).
+    """
+    from gdkvm.engine.ablate import ablation_plan, run_ablation, summarise_ablation, summary_path, write_ablation_summary
+    from gdkvm.engine.config import TrainConfig
+    from gdkvm.errors import ConfigError
+
+    try:
+        seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+    if seed is not None:
+        seed_list = (seed,)
+    scales = tuple(x.strip() for x in key_scale.split(",") if x.strip())
+    ablation_plan(table, seed_list, scales, baselines)  # every option checked before any training
     base = TrainConfig(data=str(data), device=device.value).with_overrides(
-        iterations=iterations, batch_size=batch_size, lr=lr, seed=seed, val_every=val_every,
+        iterations=iterations, batch_size=batch_size, lr=lr, val_every=val_every,
         ckpt_every=val_every)
     rows = run_ablation(table, data, preset=preset, out=out, base=base, split=split, n_boot=n_boot,
-                        log=console.print,
+                        seeds=seed_list, key_scales=scales, baselines=baselines, log=console.print,
                         progress_factory=lambda desc, total: progress_callback(desc, total=total))
     unit = next((r.unit for r in rows if r.unit), "px")
     view = Table(title=f"Table {table}: {data.name}/{split}, preset {preset}", header_style="bold",
@@ -70,3 +88,16 @@ def ablate(
     console.print(view)
     for r in rows:
         console.print(f"[dim]{r.variant}: {r.status}, {r.run_dir}[/]", soft_wrap=True)
+    if len(seed_list) > 1 or len(scales) > 1 or baselines:
+        summary = summarise_ablation(rows, table, data.name, preset, split=split, n_boot=max(n_boot, 200))
+        path = write_ablation_summary(summary, summary_path(out, table, data.name, preset))
+        view = Table(title=f"Table {table} over seeds {','.join(map(str, seed_list))}", header_style="bold",
+                     caption="mDice x100; diff = row - reference, paired bootstrap 95% CI by patient")
+        for col in ("variant", "key scale", "seeds", "mDice", "SD", "diff", "95% CI", "resolved"):
+            view.add_column(col, justify="left" if col in ("variant", "key scale") else "right")
+        for _, r in summary.iterrows():
+            ci = "-" if not math.isfinite(r["diff_ci_low"]) else f"{r['diff_ci_low']:.2f} .. {r['diff_ci_high']:.2f}"
+            view.add_row(str(r["variant"]), str(r["key_scale"]), str(r["n_seeds"]), _num(r["mdice"]),
+                         _num(r["mdice_sd"]), _num(r["diff"]), ci, "yes" if r["resolved"] else "no")
+        console.print(view)
+        console.print(f"summary: {path}", soft_wrap=True)

@@ -41,6 +41,7 @@ TABLE_SECTIONS: tuple[tuple[str, str], ...] = (
     ("table5_ef_echonet", "Table 5: EF on EchoNet-Dynamic"),
     ("table3_ablation_components", "Table 3: ablation of components"),
     ("table4_ablation_update_rules", "Table 4: ablation of state update rules"),
+    ("ablation_seeds", "Ablations over seeds and key stabilisers"),
     ("bench_fps", "Benchmarks"),
 )
 
@@ -160,8 +161,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, bench_dir: str | Pat
         raise GdkvmError(f"{runs_dir}: runs folder not found")
     _check_out_dir(out_dir, runs_dir)
     data = collect(runs_dir, bench_dir, paper_dir)
+    tables = all_tables(data)  # may add to data.missing
     missing = list(data.missing)
-    tables = all_tables(data)
     generated = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     sources = {"runs": str(runs_dir), "bench": str(bench_dir), "paper": str(paper_dir)}
     with atomic_dir(out_dir) as tmp:

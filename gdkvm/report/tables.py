@@ -407,10 +407,43 @@ def bench_overview(data: ReportData) -> ReportTable:
                        columns, frame)
 
 
+def ablation_seeds(data: ReportData) -> ReportTable:
+    """Ablations over seeds and key stabilisers: the summary CSVs ``gdkvm ablate`` writes beside the runs."""
+    from gdkvm.engine.ablate import SUMMARY_COLUMNS
+
+    frames = []
+    for path in sorted(data.runs_dir.glob("ablation-table*-*.csv")):
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError, pd.errors.ParserError) as e:
+            data.missing.append(f"{path.name}: unreadable ablation summary ({type(e).__name__})")
+            continue
+        absent = [c for c in SUMMARY_COLUMNS if c not in frame.columns]
+        if absent:
+            data.missing.append(f"{path.name}: ablation summary without column(s) {', '.join(absent)}")
+            continue
+        frames.append(frame.reindex(columns=list(SUMMARY_COLUMNS)))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    frame = frame.assign(resolved=frame["resolved"].map(lambda v: "yes" if str(v).lower() == "true" else "no"))
+    columns = [Column("table", "Table", 0), Column("dataset", "Data"), Column("preset", "Preset"),
+               Column("variant", "Variant"), Column("paper_row", "Paper row"),
+               Column("paper_mdice", "paper mDice", 2), Column("key_scale", "Key stabiliser"),
+               Column("n_seeds", "Seeds", 0), Column("mdice", "mDice ± SD (seeds)", 2, "mdice_sd"),
+               Column("reference", "Compared with"), Column("diff", "Δ Dice", 2),
+               Column("diff_ci_low", "95% CI low", 2), Column("diff_ci_high", "95% CI high", 2),
+               Column("resolved", "Resolved")]
+    caption = ("Each row's mean test mDice over its seeds (± SD between seeds) and the difference from the "
+               "table's reference row under the same key stabiliser, with a paired percentile-bootstrap 95% "
+               "CI over patients (each patient's Dice averaged over its frames and the seeds). 'Resolved' means "
+               "the CI excludes 0; otherwise the rows are within noise on this data.")
+    return ReportTable("ablation_seeds", "Ablations over seeds and key stabilisers", caption, columns, frame)
+
+
 def all_tables(data: ReportData) -> list[ReportTable]:
     """Every table of the report, in display order."""
     return [runs_overview(data), table1_segmentation(data), table2_ef_camus(data), table5_ef_echonet(data),
-            table3_ablation_components(data), table4_ablation_update_rules(data), bench_overview(data)]
+            table3_ablation_components(data), table4_ablation_update_rules(data), ablation_seeds(data),
+            bench_overview(data)]
 
 
 def run_by_name(data: ReportData, name: str) -> RunData | None:

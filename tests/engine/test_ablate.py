@@ -44,3 +44,77 @@ def test_table3_rows_run_once_and_are_skipped_afterwards(prepared_store, tmp_pat
     assert "lkva-kpff: new" in result.output and "lkva: done earlier" in result.output
     for text in ("paper mDice", "our mDice", "93.10", "95.11", "LKVA"):
         assert text in result.output, text
+
+
+def _fake_run(root, name, dice_by_patient):
+    """A run folder with only what summarise_ablation reads: eval/test/per_frame.csv."""
+    from gdkvm.engine.evaluate import eval_dir
+
+    run = root / name
+    folder = eval_dir(run, "test", "clean")
+    folder.mkdir(parents=True)
+    lines = ["case_id,patient,dice"]
+    for patient, values in dice_by_patient.items():
+        lines += [f"{patient}_4CH,{patient},{v}" for v in values]
+    (folder / "per_frame.csv").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_summary_pairs_patients_and_averages_seeds(tmp_path):
+    from gdkvm.engine.ablate import AblationRow, summarise_ablation
+
+    patients = [f"patient{i:04d}" for i in range(12)]
+    rows = []
+    for seed in (0, 1):
+        ref = {p: [0.90 + 0.005 * i, 0.92 + 0.005 * i] for i, p in enumerate(patients)}
+        worse = {p: [v - 0.05 - 0.001 * seed for v in vals] for p, vals in ref.items()}
+        same = {p: [v + (0.002 if i % 2 else -0.002) for v in vals] for i, (p, vals) in enumerate(ref.items())}
+        for variant, table in (("gdr", ref), ("delta", worse), ("linear", same)):
+            run = _fake_run(tmp_path, f"{variant}-{seed}", table)
+            mean = sum(sum(v) / len(v) for v in table.values()) / len(table)
+            rows.append(AblationRow(variant=variant, paper_row=variant, paper_mdice=None, run_dir=run,
+                                    status="new", seed=seed, dice=mean))
+    frame = summarise_ablation(rows, 4, "camus", "tiny", n_boot=500).set_index("variant")
+    assert frame.loc["delta", "n_seeds"] == 2 and frame.loc["delta", "n_patients"] == 12
+    assert frame.loc["delta", "diff"] == pytest.approx(-5.05, abs=1e-6)  # mean over seeds of -5.0 and -5.1
+    assert frame.loc["delta", "diff_ci_high"] < 0 and bool(frame.loc["delta", "resolved"])
+    assert frame.loc["linear", "diff_ci_low"] < 0 < frame.loc["linear", "diff_ci_high"]
+    assert not bool(frame.loc["linear", "resolved"])
+    assert math.isnan(frame.loc["gdr", "diff"])  # the reference row is not compared with itself
+    assert frame.loc["gdr", "mdice_sd"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_plan_names_and_bad_options_before_any_work(tmp_path, prepared_store):
+    from gdkvm.engine.ablate import ablation_plan
+
+    plan = ablation_plan(4, (0, 1), ("sqrt-pixels", "none"), baselines=True)
+    assert len(plan) == 5 * 2 * 2 + 2 * 2
+    assert ("stm", "sqrt-pixels", 1) in plan and ("stm", "none", 0) not in plan
+    assert row_run_name(4, "camus", "gdr", "tiny") == "table4-camus-gdr-tiny"
+    assert row_run_name(4, "camus", "gdr", "tiny", "none", 2) == "table4-camus-gdr-tiny-ks-none-seed2"
+    for args, problem in ((["--seeds", "0,x"], "--seeds"), (["--key-scale", "huge"], "key scale 'huge'"),
+                          (["--seeds", "1,1"], "distinct"), (["--split", "tset"], "split 'tset'")):
+        result = CliRunner().invoke(app, ["ablate", "--table", "4", "--data", str(prepared_store),
+                                          "--out", str(tmp_path), "--device", "cpu", *args])
+        assert result.exit_code != 0 and problem in str(result.exception), (args, result.exception)
+    assert not any(tmp_path.iterdir())  # nothing was trained
+
+
+def test_seeds_and_stabilisers_run_and_write_a_summary(prepared_store, tmp_path):
+    result = CliRunner().invoke(app, ["ablate", "--table", "4", "--data", str(prepared_store), "--preset", "tiny",
+                                      "--iterations", "1", "--batch-size", "1", "--device", "cpu",
+                                      "--out", str(tmp_path), "--n-boot", "20", "--seeds", "0,1",
+                                      "--key-scale", "sqrt-pixels,none"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "table4-camus-delta-tiny-ks-none-seed1" / "config.yaml").is_file()
+    import pandas as pd
+    import yaml
+
+    cfg = yaml.safe_load((tmp_path / "table4-camus-delta-tiny-ks-none-seed1" / "config.yaml").read_text())
+    train = cfg.get("train", cfg)
+    assert train["seed"] == 1 and train["model_overrides"]["key_scale"] == "none"
+    summary = pd.read_csv(tmp_path / "ablation-table4-camus-tiny.csv")
+    assert len(summary) == 10 and set(summary["key_scale"]) == {"sqrt-pixels", "none"}
+    assert (summary["n_seeds"] == 2).all()
+    assert summary.loc[summary["variant"] != "gdr", "diff"].notna().all()
+    assert "resolved" in result.output

@@ -331,3 +331,28 @@ def test_cli_missing_runs_folder_is_one_line_exit_1(tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "runs folder not found" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_ablation_summaries_beside_the_runs_become_a_table(tmp_path):
+    from gdkvm.engine.ablate import SUMMARY_COLUMNS
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    row = {c: "" for c in SUMMARY_COLUMNS}
+    good = [dict(row, table=4, dataset="camus", preset="tiny", variant="delta", paper_row="Sanity Check",
+                 paper_mdice=74.68, key_scale="none", n_seeds=3, seeds="0 1 2", n_patients=10, mdice=61.5,
+                 mdice_sd=4.2, reference="gdr (none)", diff=-30.25, diff_ci_low=-35.0, diff_ci_high=-25.5,
+                 resolved=True),
+            dict(row, table=4, dataset="camus", preset="tiny", variant="linear", paper_row="Baseline",
+                 paper_mdice=93.3, key_scale="none", n_seeds=3, seeds="0 1 2", n_patients=10, mdice=90.1,
+                 mdice_sd=0.4, reference="gdr (none)", diff=-0.2, diff_ci_low=-0.6, diff_ci_high=0.3,
+                 resolved=False)]
+    pd.DataFrame(good, columns=list(SUMMARY_COLUMNS)).to_csv(runs / "ablation-table4-camus-tiny.csv", index=False)
+    pd.DataFrame([{"variant": "x"}]).to_csv(runs / "ablation-table3-camus-tiny.csv", index=False)
+    result = build_report(runs, tmp_path / "out", bench_dir=tmp_path / "no-bench", paper_dir=PAPER)
+    table = pd.read_csv(result.out_dir / "tables" / "ablation_seeds.csv")
+    assert list(table["variant"]) == ["delta", "linear"]
+    assert list(table["resolved"]) == ["yes", "no"]
+    assert table.loc[0, "diff"] == pytest.approx(-30.25)
+    assert any("ablation-table3-camus-tiny.csv" in m and "without column" in m for m in result.missing)
+    assert "Ablations over seeds and key stabilisers" in result.report_md.read_text()
