@@ -118,6 +118,8 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: file not found")
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         loc = f" (line {mark.line + 1})" if mark is not None else ""

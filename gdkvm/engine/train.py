@@ -114,6 +114,17 @@ def _check_store(data: Path, info: DistInfo) -> None:
         raise DataError(None, message)
 
 
+def _store_size(data: Path) -> int | None:
+    """The frame size (px) the prepared store at ``data`` was made at, or None when it does not say."""
+    from gdkvm.data.store import read_store_meta
+
+    try:
+        size = read_store_meta(data).get("options", {}).get("size")
+    except GdkvmError:
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
 def _open_splits(cfg: TrainConfig) -> tuple[Any, Any | None]:
     from gdkvm.data.store import open_store
 
@@ -338,8 +349,12 @@ class Trainer:
         self.best_iteration = None if state.get("best_iteration") is None else int(state["best_iteration"])
 
     def _checkpoint_metadata(self, **extra: Any) -> dict[str, Any]:
-        return {"iteration": self.iteration, "preset": self.cfg.preset, "dataset": self.cfg.dataset_name,
+        meta = {"iteration": self.iteration, "preset": self.cfg.preset, "dataset": self.cfg.dataset_name,
                 "train_config": self.cfg.to_dict(), **extra}
+        size = _store_size(self.cfg.data)
+        if size is not None:
+            meta["input_size"] = size  # predict reads the training frame size from here, not the data path
+        return meta
 
     def save_checkpoint(self) -> None:
         """checkpoint_last.safetensors, then trainer_state.pt (each atomic; rank 0 only)."""

@@ -11,15 +11,16 @@ metadata (all strings)::
     variant        registry name, or "" when unknown
     + any extra_metadata (JSON-encoded unless already a string)
 
-``load_model(path)`` rebuilds ``model_class(from_dict(config_class, config))`` and loads the tensors
-after checking every key and shape, so a model rebuilds from the file alone. Only classes under
-``gdkvm.`` or ``baselines.`` are imported. Every mismatch is a one-line DataError naming what was
-expected and what was found.
+``load_model(path)`` takes the model and config classes from the variant registry by the stored
+``variant`` (``model_class``/``config_class`` are informative only and never imported; an old
+checkpoint without a variant is mapped by its model family name), parses ``config`` into that
+config class and loads the tensors after checking every key and shape. A GDKVM config without
+``step_order`` (saved before that field) loads as ``"read-first"``. Every mismatch is a one-line
+DataError naming what was expected and what was found.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
 import subprocess
@@ -40,7 +41,6 @@ from gdkvm.utils.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "gdkvm-checkpoint/1"
 _RESERVED = ("format", "gdkvm_version", "code_version", "model_class", "config_class", "config", "variant")
-_IMPORTABLE_PREFIXES = ("gdkvm.", "baselines.")
 _SHOW = 4  # how many names a one-line error lists before "(+N more)"
 
 
@@ -169,17 +169,46 @@ def _qualname(obj: Any) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _import_qualname(spec: str, path: Path) -> Any:
-    module, _, name = spec.partition(":")
-    if not module.startswith(_IMPORTABLE_PREFIXES) or not name:
-        raise DataError(path, f"checkpoint names class '{spec}'; expected one under gdkvm. or baselines.")
+#: Model family name (the class name stored in old checkpoints' model_class) -> a variant that builds it.
+_FAMILY_VARIANTS = {"GDKVM": "full"}
+
+
+def _family(metadata: Mapping[str, str], path: Path) -> tuple[type, type]:
+    """(model class, config class) for a checkpoint, taken from the variant registry, never from the file.
+
+    The stored ``variant`` picks the registered builder; a checkpoint without a known variant falls back
+    to the model family name in ``model_class`` when the registry knows it (only the class name is
+    compared; the module path in the file is never imported).
+    """
+    from gdkvm.models.registry import build_model, list_variants
+
+    variant = metadata.get("variant", "")
+    if variant not in list_variants():
+        family = metadata.get("model_class", "").rpartition(":")[2].rpartition(".")[2]
+        if family not in _FAMILY_VARIANTS:
+            raise DataError(path, f"checkpoint variant '{variant or 'unknown'}' is not registered in this "
+                            f"version of gdkvm (see `gdkvm variants`)")
+        variant = _FAMILY_VARIANTS[family]
+    with torch.device("meta"):
+        probe = build_model(variant, "tiny")
+    return type(probe), type(probe.config)
+
+
+def _parse_config(config_cls: type, raw: str, path: Path) -> Any:
+    """The stored config JSON as ``config_cls``; old GDKVM configs without ``step_order`` ran read-first."""
     try:
-        obj: Any = importlib.import_module(module)
-        for part in name.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
-        raise DataError(path, f"checkpoint names class '{spec}', which this version of gdkvm does not have") from None
-    return obj
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise DataError(path, "checkpoint config metadata is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise DataError(path, "checkpoint config metadata is not a JSON object")
+    fields = getattr(config_cls, "__dataclass_fields__", {})
+    if "step_order" in fields and "step_order" not in data:
+        data["step_order"] = "read-first"  # trained before the paper's step order existed
+    try:
+        return from_dict(config_cls, data, where=f"{path.name}: config")
+    except ConfigError as e:
+        raise DataError(path, f"checkpoint config does not fit this version of gdkvm: {e}") from None
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, extra_metadata: Mapping[str, Any] | None = None) -> Path:
@@ -251,17 +280,25 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", varia
     metadata = read_checkpoint_metadata(path)
     if variant is not None:
         check_variant(path, variant)
-    model_cls = _import_qualname(metadata.get("model_class", ""), path)
-    config_cls = _import_qualname(metadata.get("config_class", ""), path)
-    try:
-        config = from_dict(config_cls, json.loads(metadata.get("config", "")), where=f"{path.name}: config")
-    except json.JSONDecodeError:
-        raise DataError(path, "checkpoint config metadata is not valid JSON") from None
-    except ConfigError as e:
-        raise DataError(path, f"checkpoint config does not fit this version of gdkvm: {e}") from None
+    model_cls, config_cls = _family(metadata, path)
+    config = _parse_config(config_cls, metadata.get("config", ""), path)
     model = model_cls(config)
     if metadata.get("variant"):
         model.variant = metadata["variant"]
     state = load_file(str(path), device=str(map_location))
     load_state_dict_checked(model, state, path)
     return model.to(map_location)
+
+
+# ----------------------------------------------------------------------------- shipped weights
+SHIPPED_WEIGHTS_NAME = "gdkvm-phantom.safetensors"
+
+
+def shipped_weights_path() -> Path:
+    """Where the package's shipped checkpoint lives (``gdkvm/weights/``; it may be absent)."""
+    return Path(__file__).resolve().parents[1] / "weights" / SHIPPED_WEIGHTS_NAME
+
+
+def shipped_model_card_path() -> Path:
+    """The model card beside the shipped checkpoint."""
+    return shipped_weights_path().with_name("MODEL_CARD.md")
