@@ -27,11 +27,16 @@ class Recording:
 
     @property
     def name(self) -> str:
-        n = self.path.name
-        for sfx in VIDEO_SUFFIXES + NIFTI_SUFFIXES:
-            if n.lower().endswith(sfx):
-                return n[: -len(sfx)]
-        return self.path.stem
+        return recording_name(self.path)
+
+
+def recording_name(path: Path) -> str:
+    """The file name without its video/NIfTI suffix (the stem of every output file)."""
+    n = Path(path).name
+    for sfx in VIDEO_SUFFIXES + NIFTI_SUFFIXES:
+        if n.lower().endswith(sfx):
+            return n[: -len(sfx)]
+    return Path(path).stem
 
 
 def is_supported(path: Path) -> bool:
@@ -61,17 +66,50 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     return files
 
 
+def expand_with_subdirs(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """Like :func:`expand_inputs`, with each file's output sub-folder: its folder relative to the input
+    folder it came from (``Path(".")`` for files given directly), so ``in/X.avi`` and ``in/sub/X.avi``
+    write to different places."""
+    pairs: list[tuple[Path, Path]] = []
+    for p in inputs:
+        p = Path(p)
+        for f in expand_inputs([p]):
+            pairs.append((f, f.parent.relative_to(p) if p.is_dir() else Path(".")))
+    return pairs
+
+
 def read_video(path: Path, default_fps: float = 50.0) -> Recording:
     """Decode an AVI/MP4 (the EchoNet reader's decoder) into gray frames (T, H, W) uint8, with its frame rate."""
     import cv2
 
     from gdkvm.data.echonet import load_video
 
+    if path.suffix.lower() == ".avi":
+        with open(path, "rb") as f:
+            head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+            raise DataError(path, "not an AVI file (no RIFF/AVI header)")
     frames = load_video(path)
     cap = cv2.VideoCapture(str(path))
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     cap.release()
-    return Recording(path, frames, fps if fps > 0 else default_fps, None, "video")
+    if declared > len(frames):
+        raise DataError(path, f"truncated video: decoded {len(frames)} of the {declared} frames its header declares")
+    rec = Recording(path, frames, fps if fps > 0 else default_fps, None, "video")
+    check_frames(rec)
+    return rec
+
+
+#: Smallest frame side a recording may have (the model downsamples by 16).
+MIN_FRAME_SIDE = 16
+
+
+def check_frames(rec: Recording) -> None:
+    """A one-line DataError for frames too small to segment."""
+    h, w = rec.frames.shape[1:]
+    if min(h, w) < MIN_FRAME_SIDE:
+        raise DataError(rec.path, f"frames are {h}x{w} px; at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} is needed")
 
 
 def read_nifti_sequence(path: Path, default_fps: float = 50.0) -> Recording:
@@ -89,6 +127,10 @@ def read_nifti_sequence(path: Path, default_fps: float = 50.0) -> Recording:
     if data.ndim != 3 or data.shape[2] == 0:
         raise DataError(path, f"expected a (X, Y, T) sequence, got shape {data.shape}")
     frames = np.transpose(data, (2, 1, 0))
+    if np.issubdtype(frames.dtype, np.floating):
+        bad = int((~np.isfinite(frames)).sum())
+        if bad:
+            raise DataError(path, f"{bad} of {frames.size} voxels are NaN or infinite")
     if frames.dtype != np.uint8:
         lo, hi = float(frames.min()), float(frames.max())
         frames = np.zeros(frames.shape, np.uint8) if hi <= lo else ((frames - lo) / (hi - lo) * 255).round()
@@ -99,7 +141,9 @@ def read_nifti_sequence(path: Path, default_fps: float = 50.0) -> Recording:
     phases = None
     if info is not None and info.nb_frame == len(frames) and all(1 <= f <= len(frames) for f in (info.ed, info.es)):
         phases = (info.ed - 1, info.es - 1)
-    return Recording(path, frames, fps, spacing, "nifti", labelled_phases=phases)
+    rec = Recording(path, frames, fps, spacing, "nifti", labelled_phases=phases)
+    check_frames(rec)
+    return rec
 
 
 def _camus_info(path: Path):

@@ -20,8 +20,13 @@ def write_masks(rec: Recording, masks: np.ndarray, out_dir: Path) -> Path:
 
         src = nib.load(str(rec.path))
         data = np.transpose(masks, (2, 1, 0)).astype(np.uint8)
+        zooms = tuple(float(z) for z in src.header.get_zooms())
+        if len(src.shape) == 2:  # a single-frame image (CAMUS ED/ES): keep it 2-D like the input
+            data, zooms = data[:, :, 0], zooms[:2]
+        else:
+            zooms = (zooms + (1.0, 1.0, 1.0))[:3]
         img = nib.Nifti1Image(data, src.affine)
-        img.header.set_zooms(tuple(src.header.get_zooms()[:3]) if data.ndim == 3 else src.header.get_zooms())
+        img.header.set_zooms(zooms)
         target = out_dir / f"{rec.name}_lv_mask.nii.gz"
         with atomic_path(target, suffix=".nii.gz") as tmp:
             nib.save(img, str(tmp))
@@ -135,6 +140,7 @@ def summary_dict(rec: Recording, analysis: RecordingAnalysis, notes: list[str]) 
         "ef_available": analysis.ef_available,
         "ef_unavailable_reason": analysis.ef_reason or None,
         "notes": notes,
+        "quality": {"ok": True, "flags": []},
     }
 
 

@@ -5,8 +5,8 @@ the LV area (or volume) of every frame, ED frames are the local maxima and ES fr
 the smoothed curve, one of each per heartbeat. The detector here is deliberately simple and explainable:
 
 1. smooth with a Gaussian whose width is a fixed fraction of a second (so it adapts to the frame rate);
-2. find maxima and minima with a minimum spacing (no two beats closer than the fastest plausible heart
-   rate allows) and a prominence relative to the curve's robust range (noise wiggles are ignored);
+2. find maxima and minima with a minimum spacing (no two maxima, or two minima, closer than one
+   shortest plausible beat, 0.3 s) and a prominence relative to the curve's robust range (noise wiggles are ignored);
 3. force strict alternation max/min/max...: of two maxima in a row the larger is kept, of two minima the
    smaller;
 4. a beat is an ED followed by the next ES (systole). Extrema at the very ends of the recording are not
@@ -75,8 +75,9 @@ def detect_phases(
     fps: float,
     *,
     max_heart_rate_bpm: float = 180.0,
-    smoothing_s: float = 0.04,
+    smoothing_s: float = 0.05,
     min_prominence: float = 0.15,
+    min_beat_s: float = 0.3,
     volumes: np.ndarray | None = None,
 ) -> PhaseResult:
     """Find ED (maxima) and ES (minima) frames per beat in an LV size curve.
@@ -87,6 +88,7 @@ def detect_phases(
         max_heart_rate_bpm: fastest plausible rate; sets the minimum spacing between two EDs.
         smoothing_s: Gaussian smoothing sigma in seconds.
         min_prominence: minimum peak prominence as a fraction of the robust range (p95 - p5).
+        min_beat_s: shortest beat (ED to ED, ES to ES) in seconds; closer extrema of a kind are noise.
         volumes: optional (T,) volumes used for the per-beat EF (default: ``sizes``).
 
     Returns:
@@ -108,7 +110,9 @@ def detect_phases(
     if span <= 1e-9 * max(abs(hi), 1.0):
         return PhaseResult([], [], [], smoothed, reason="LV size does not change (no cardiac motion found)")
     # Systole and diastole each take at least ~1/3 of the shortest beat.
-    min_distance = max(1, int(round(fps * 60.0 / max_heart_rate_bpm / 3.0)))
+    # Two extrema of the same kind are at least one beat apart (the shorter of min_beat_s and the
+    # fastest heart rate's period).
+    min_distance = max(1, int(round(fps * min(min_beat_s, 60.0 / max_heart_rate_bpm))))
     prominence = min_prominence * span
     maxima, _ = find_peaks(smoothed, prominence=prominence, distance=min_distance)
     minima, _ = find_peaks(-smoothed, prominence=prominence, distance=min_distance)

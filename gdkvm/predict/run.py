@@ -10,7 +10,9 @@ import pandas as pd
 
 from gdkvm.errors import GdkvmError
 from gdkvm.predict.analysis import analyse_masks
-from gdkvm.predict.inputs import expand_inputs, read_recording
+from gdkvm.predict.inputs import Recording, expand_with_subdirs, read_recording, recording_name
+from gdkvm.predict.phases import PhaseResult
+from gdkvm.predict.quality import assess
 from gdkvm.predict.outputs import (
     overlay_frames,
     summary_dict,
@@ -23,7 +25,8 @@ from gdkvm.predict.outputs import (
 from gdkvm.predict.segmenter import Segmenter
 from gdkvm.utils.atomic import atomic_path
 
-SUMMARY_COLUMNS = ["input", "status", "frames", "fps", "n_beats", "mean_ef", "ef_unavailable_reason", "notes"]
+SUMMARY_COLUMNS = ["input", "status", "quality", "frames", "fps", "n_beats", "mean_ef", "ef_unavailable_reason",
+                   "notes"]
 
 
 @dataclass
@@ -49,7 +52,9 @@ def predict_one(path: Path, segmenter: Segmenter, out_dir: Path, *, size: int | 
             notes.append(f"frames resized from {h}x{w} to the training size {size}x{size} and masks mapped back")
         masks = segmenter(rec.frames, progress)
         analysis = analyse_masks(masks, rec.fps, rec.spacing, rec.labelled_phases)
+        quality = _apply_quality(rec, masks, analysis, getattr(segmenter, "last_confidence", None))
         summary = summary_dict(rec, analysis, notes + analysis.phases.notes)
+        summary["quality"] = quality.as_dict()
         out_dir.mkdir(parents=True, exist_ok=True)
         overlay = overlay_frames(rec, masks, analysis)
         files = [write_masks(rec, masks, out_dir), write_curve_plot(rec, analysis, out_dir),
@@ -60,6 +65,23 @@ def predict_one(path: Path, segmenter: Segmenter, out_dir: Path, *, size: int | 
         return PredictOutcome(path, True, summary, files)
     except GdkvmError as e:
         return PredictOutcome(path, False, error=str(e))
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:  # e.g. a reader/writer library error or a full disk: this file fails, the batch goes on
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return PredictOutcome(path, False, error=f"{path}: {type(e).__name__}: {first}".rstrip(": "))
+
+
+def _apply_quality(rec: Recording, masks, analysis, confidence: float | None):
+    """Flag the recording and keep only the beats that pass in ``analysis.phases`` (so EF uses those)."""
+    ph = analysis.phases
+    quality = assess(rec.frames, masks, rec.fps, ph.beats, ph.ed_frames, confidence)
+    dropped = len(ph.beats) - len(quality.beats)
+    if dropped:
+        reason = ph.reason or ("" if quality.beats else "no beat passes the quality checks")
+        analysis.phases = PhaseResult(ph.ed_frames, ph.es_frames, quality.beats, ph.smoothed, reason=reason,
+                                      notes=[*ph.notes, f"{dropped} beat(s) left out of EF by the quality checks"])
+    return quality
 
 
 def predict_many(inputs: list[Path], segmenter: Segmenter, out_dir: Path, *, size: int | None = None,
@@ -70,17 +92,24 @@ def predict_many(inputs: list[Path], segmenter: Segmenter, out_dir: Path, *, siz
 
     Writes ``summary.csv`` (one row per input, failures included) in ``out_dir``.
     """
-    files = expand_inputs(inputs)
+    files = expand_with_subdirs(inputs)
     outcomes = []
-    for i, path in enumerate(files):
+    used: set[tuple[Path, str]] = set()
+    for i, (path, sub) in enumerate(files):
         progress = on_start(path, i, len(files)) if on_start else None
-        outcomes.append(predict_one(path, segmenter, out_dir, size=size, default_fps=default_fps,
+        target, name, k = out_dir / sub, recording_name(path), 1
+        while (target, name) in used:  # the same file name given twice from different folders
+            k += 1
+            target = out_dir / sub / f"{path.parent.name or 'input'}-{k}"
+        used.add((target, name))
+        outcomes.append(predict_one(path, segmenter, target, size=size, default_fps=default_fps,
                                     overlay_video=overlay_video, progress=progress))
     rows = []
     for o in outcomes:
         s = o.summary
         rows.append({
             "input": str(o.input), "status": "ok" if o.ok else f"failed: {o.error}",
+            "quality": _quality_text(s.get("quality")) if o.ok else "",
             "frames": s.get("frames"), "fps": s.get("fps"), "n_beats": s.get("n_beats"),
             "mean_ef": s.get("mean_ef"), "ef_unavailable_reason": s.get("ef_unavailable_reason"),
             "notes": "; ".join(s.get("notes", [])),
@@ -89,3 +118,10 @@ def predict_many(inputs: list[Path], segmenter: Segmenter, out_dir: Path, *, siz
     with atomic_path(out_dir / "summary.csv") as tmp:
         pd.DataFrame(rows, columns=SUMMARY_COLUMNS).to_csv(tmp, index=False)
     return outcomes
+
+
+def _quality_text(quality: dict | None) -> str:
+    """``"ok"`` or ``"flagged: a; b"`` for the summary table."""
+    if not quality:
+        return ""
+    return "ok" if quality.get("ok") else "flagged: " + "; ".join(quality.get("flags", []))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from gdkvm.errors import DataError
+from gdkvm.errors import ConfigError, DataError
 
 LV_CHANNEL = 1  # logits channel 0 is background, 1 the first object (LV)
 #: Above this many frames a growing (softmax) memory asks for confirmation via ``allow_growing_memory``.
@@ -24,37 +25,88 @@ class Segmenter(Protocol):
     def __call__(self, frames: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray: ...
 
 
-def find_checkpoint(run: Path) -> Path:
-    """The best checkpoint of a run folder, else the last; a folder without one is a DataError."""
+CHECKPOINT_NAMES = {"best": "checkpoint_best.safetensors", "last": "checkpoint_last.safetensors"}
+
+
+def find_checkpoint(run: Path, which: str = "auto") -> Path:
+    """The checkpoint of a run folder: ``best``, ``last``, or ``auto`` (best, else last); DataError if absent."""
     run = Path(run)
     if not run.is_dir():
         raise DataError(run, "run folder not found")
-    for name in ("checkpoint_best.safetensors", "checkpoint_last.safetensors"):
+    if which not in ("auto", *CHECKPOINT_NAMES):
+        raise ConfigError(f"--checkpoint {which!r} is not one of auto, best, last")
+    names = list(CHECKPOINT_NAMES.values()) if which == "auto" else [CHECKPOINT_NAMES[which]]
+    for name in names:
         if (run / name).is_file():
             return run / name
-    raise DataError(run, "run folder has no checkpoint (checkpoint_best/last.safetensors); train it first")
+    raise DataError(run, f"run folder has no {' or '.join(names)}; train it first")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a usable torch device; anything else is a one-line ConfigError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return torch.device(device)
+    raise ConfigError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def _size_value(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def checkpoint_input_size(ckpt: Path) -> int | None:
+    """The training frame size recorded in a checkpoint's ``input_size`` metadata, or None."""
+    from gdkvm.models.weights import read_checkpoint_metadata
+
+    raw = read_checkpoint_metadata(ckpt).get("input_size")
+    if raw is None:
+        return None
+    try:
+        size = _size_value(json.loads(raw))
+    except json.JSONDecodeError:
+        size = None
+    if size is None:
+        raise DataError(ckpt, f"checkpoint metadata input_size {raw!r} is not a positive integer")
+    return size
 
 
 def training_size(run: Path) -> int | None:
-    """The frame size the run was trained at, read from its config.yaml -> prepared store.json."""
-    from gdkvm.config import load_yaml
+    """The frame size a run was trained at, from its config.yaml's prepared data folder (store.json).
 
-    cfg_path = Path(run) / "config.yaml"
+    A relative data path is looked up against the run folder and its parents (where training ran), never
+    the current folder. None when the run has no config.yaml or the data folder is gone; an unusable
+    config.yaml is a one-line ConfigError.
+    """
+    from gdkvm.config import load_yaml
+    from gdkvm.data.store import read_store_meta
+
+    run = Path(run)
+    cfg_path = run / "config.yaml"
     if not cfg_path.is_file():
         return None
-    cfg = load_yaml(cfg_path) or {}
+    cfg = load_yaml(cfg_path)
     if isinstance(cfg, dict) and isinstance(cfg.get("train"), dict):
         cfg = cfg["train"]  # what `gdkvm train` writes; a flat mapping is accepted too
     data = cfg.get("data") if isinstance(cfg, dict) else None
-    if not data:
-        return None
-    from gdkvm.data.store import read_store_meta
-
-    try:
-        size = read_store_meta(data).get("options", {}).get("size")
-    except DataError:
-        return None
-    return size if isinstance(size, int) else None
+    if not isinstance(data, str) or not data:
+        raise ConfigError(f"{cfg_path}: no 'data' folder recorded (not a config.yaml written by gdkvm train)")
+    data_path = Path(data)
+    candidates = [data_path] if data_path.is_absolute() else [d / data_path for d in (run, *run.resolve().parents)]
+    for candidate in candidates:
+        if (candidate / "store.json").is_file():
+            try:
+                return _size_value(read_store_meta(candidate).get("options", {}).get("size"))
+            except DataError:
+                return None
+    return None
 
 
 @dataclass
@@ -69,6 +121,8 @@ class ModelSegmenter:
     size: int
     device: torch.device
     allow_growing_memory: bool = False
+    #: Mean LV softmax probability over the pixels called LV in the last recording (None: no LV pixel).
+    last_confidence: float | None = None
 
     def memory_is_growing(self) -> bool:
         memory = getattr(self.model, "memory", None)
@@ -95,29 +149,93 @@ class ModelSegmenter:
         self.model.eval()
         stepper = self.model.stepper()
         out = np.zeros((t, h, w), dtype=np.uint8)
+        conf_sum, conf_n = 0.0, 0
         for i in range(t):
             frame = frames[i]
             if frame.shape != (self.size, self.size):
                 frame = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
             x = torch.from_numpy(frame.astype(np.float32) / 255.0)[None, None].to(self.device)
             logits = stepper.step(x)
-            mask = (logits.argmax(dim=1)[0] == LV_CHANNEL).to(torch.uint8).cpu().numpy()
+            lv = logits.argmax(dim=1)[0] == LV_CHANNEL
+            if bool(lv.any()):
+                conf_sum += float(logits.float().softmax(dim=1)[0, LV_CHANNEL][lv].sum())
+                conf_n += int(lv.sum())
+            mask = lv.to(torch.uint8).cpu().numpy()
             if mask.shape != (h, w):
                 mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
             out[i] = mask
             if progress is not None:
                 progress(i + 1, t)
+        self.last_confidence = conf_sum / conf_n if conf_n else None
         return out
 
 
-def load_segmenter(run: Path, device: str = "auto", size: int | None = None,
-                   allow_growing_memory: bool = False) -> tuple[ModelSegmenter, Path]:
-    """Build a :class:`ModelSegmenter` from a run folder's checkpoint; returns it and the checkpoint path."""
-    from gdkvm.models.weights import load_model
+@dataclass
+class LoadedModel:
+    """What :func:`load_segmenter` picked: the segmenter, its checkpoint and a line saying where it came from."""
 
-    ckpt = find_checkpoint(run)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    model = load_model(ckpt).to(dev).eval()
-    size = size or training_size(run) or 128
-    return ModelSegmenter(model, size, dev, allow_growing_memory), ckpt
+    segmenter: ModelSegmenter
+    checkpoint: Path
+    source: str
+
+
+def load_segmenter(run: Path | None = None, device: str = "auto", size: int | None = None,
+                   allow_growing_memory: bool = False, *, weights: Path | None = None,
+                   checkpoint: str = "auto") -> LoadedModel:
+    """Build a :class:`ModelSegmenter` from a run folder, a checkpoint file, or the shipped weights.
+
+    Exactly one of ``run`` / ``weights`` may be given; with neither the package's shipped checkpoint is
+    used. The model input size is ``size`` if given, else the checkpoint's ``input_size`` metadata, else
+    (run folders) the run's prepared data; when none says, a one-line ConfigError asks for ``--size``.
+    A run folder's checkpoint must be of the variant in its config.yaml (as in evaluate).
+    """
+    from gdkvm.models.weights import (
+        load_model,
+        read_checkpoint_metadata,
+        shipped_model_card_path,
+        shipped_weights_path,
+    )
+
+    if run is not None and weights is not None:
+        raise ConfigError("give either --run or --weights, not both")
+    if size is not None and size < 16:
+        raise ConfigError(f"--size {size} is too small (at least 16 px)")
+    dev = resolve_device(device)
+    variant = None
+    if run is not None:
+        ckpt = find_checkpoint(run, checkpoint)
+        source = f"model: {ckpt}"
+        variant = _run_variant(Path(run))
+    elif weights is not None:
+        ckpt = Path(weights)
+        if not ckpt.is_file():
+            raise DataError(ckpt, "weights file not found")
+        source = f"model: {ckpt}"
+    else:
+        ckpt = shipped_weights_path()
+        if not ckpt.is_file():
+            raise DataError(ckpt, "the shipped weights are not installed; pass --run RUN or --weights FILE")
+        name = read_checkpoint_metadata(ckpt).get("weights_name") or ckpt.name
+        source = f"using the shipped weights '{name}' ({ckpt.name}); model card: {shipped_model_card_path()}"
+    model = load_model(ckpt, variant=variant).to(dev).eval()
+    size = size or checkpoint_input_size(ckpt) or (training_size(Path(run)) if run is not None else None)
+    if size is None:
+        where = f"{ckpt} has no input_size metadata" + (" and the run's prepared data was not found" if run else "")
+        raise ConfigError(f"cannot tell the model's training frame size: {where}; pass --size N")
+    return LoadedModel(ModelSegmenter(model, size, dev, allow_growing_memory), ckpt, source)
+
+
+def _run_variant(run: Path) -> str | None:
+    """The variant a run folder's config.yaml names, or None when it has no config.yaml."""
+    from gdkvm.config import load_yaml
+
+    cfg_path = run / "config.yaml"
+    if not cfg_path.is_file():
+        return None
+    cfg = load_yaml(cfg_path)
+    if isinstance(cfg, dict) and isinstance(cfg.get("train"), dict):
+        cfg = cfg["train"]
+    variant = cfg.get("variant") if isinstance(cfg, dict) else None
+    if variant is not None and not isinstance(variant, str):
+        raise ConfigError(f"{cfg_path}: 'variant' is not a name")
+    return variant
