@@ -357,7 +357,16 @@ class Trainer:
         return meta
 
     def save_checkpoint(self) -> None:
-        """checkpoint_last.safetensors, then trainer_state.pt (each atomic; rank 0 only)."""
+        """checkpoint_last.safetensors, then trainer_state.pt (each atomic; rank 0 only).
+
+        Weights holding NaN/inf are never written: the last finite checkpoint stays for ``--resume``.
+        """
+        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
+        if bad:
+            raise NonFiniteLossError(
+                f"iteration {self.iteration}: weights hold NaN/inf ({bad[0]}{' +more' if len(bad) > 1 else ''}); "
+                f"not saved, the last finite checkpoint is kept in {self.paths.root} "
+                f"(resume with --resume, e.g. with a lower --lr)")
         if self.info.is_main:
             from gdkvm.models.weights import save_checkpoint
 
@@ -519,8 +528,11 @@ def _write_run_config(cfg: TrainConfig, paths: RunPaths, model: nn.Module, info:
 def _setup(cfg: TrainConfig, out: Path, resume: bool, info: DistInfo) -> tuple[TrainConfig, RunPaths, dict | None]:
     """Decide between a fresh run and a resumption; returns the effective config and trainer state."""
     paths = RunPaths(run_dir_for(cfg, out))
+    # A folder without a checkpoint (e.g. a first start that failed on a bad --backbone-weights) holds
+    # no training yet: a plain retry starts it afresh and --resume may change any option.
+    started = paths.trainer_state.exists() or paths.last.exists()
     if not resume:
-        if paths.config.exists() or paths.trainer_state.exists():
+        if started:
             raise GdkvmError(f"{paths.root}: run folder already exists; pass --resume to continue it "
                              "or --name to start a new run")
         return cfg, paths, None
@@ -529,9 +541,14 @@ def _setup(cfg: TrainConfig, out: Path, resume: bool, info: DistInfo) -> tuple[T
     if not paths.config.is_file():
         raise GdkvmError(f"{paths.config}: missing, so {paths.root} is not a (complete) training run folder")
     saved = load_train_config(paths.config)
+    if not started:
+        try:
+            return resolve_resume_config(saved, cfg, paths.config), paths, {}  # start again from 0
+        except GdkvmError:
+            return cfg, paths, {}  # nothing trained yet, so a changed option conflicts with nothing
     effective = resolve_resume_config(saved, cfg, paths.config)
     if not paths.trainer_state.exists():
-        return effective, paths, {}  # killed before its first checkpoint: start again from 0
+        return effective, paths, {}  # killed between its two first writes: start again from 0
     return effective, paths, load_trainer_state(paths.trainer_state)
 
 
@@ -565,6 +582,8 @@ def train_run(
         cfg, paths, state = _setup(cfg, Path(out), resume, info)
         _check_store(Path(cfg.data), info)
         trainer = Trainer(cfg, paths, info, device, progress, log)
+        if not state:
+            trainer.load_backbone()  # before the run folder is written: a bad file leaves nothing behind
         if info.is_main:
             paths.root.mkdir(parents=True, exist_ok=True)
             paths.remove_stale_temporaries()
@@ -575,7 +594,6 @@ def train_run(
                 truncate_metrics(paths.metrics, trainer.iteration)
             trainer.log(f"resumed {paths.root} at iteration {trainer.iteration}")
         else:
-            trainer.load_backbone()
             if info.is_main and paths.metrics.exists():
                 truncate_metrics(paths.metrics, 0)
         barrier()

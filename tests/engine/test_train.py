@@ -188,3 +188,53 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_checkpoint(prepared_stor
     assert [r["iteration"] for r in _train_records(run)] == list(range(1, final + 1))
     assert not [p for p in run.iterdir() if ".tmp" in p.name]
     assert sha256_file(run / "checkpoint_last.safetensors")
+
+
+def test_weights_gone_non_finite_are_not_checkpointed(prepared_store, tmp_path, monkeypatch):
+    """An optimizer step that leaves NaN in the weights: the save refuses, the last finite checkpoint stays."""
+    calls = {"n": 0}
+    real = torch.nn.utils.clip_grad_norm_
+
+    def clip_then_poison(params, *args, **kwargs):
+        params = list(params)
+        norm = real(params, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with torch.no_grad():
+                params[0].fill_(float("nan"))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_then_poison)
+    cfg = tiny_config(prepared_store, iterations=4, ckpt_every=1, name="poisoned")
+    with pytest.raises(NonFiniteLossError, match="iteration 2: weights hold NaN"):
+        train_run(cfg, tmp_path)
+    run = tmp_path / "poisoned"
+    assert read_iteration(run) == "1" and load_trainer_state(run / "trainer_state.pt")["iteration"] == 1
+    weights = load_file(str(run / "checkpoint_last.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real)
+    assert train_run(cfg, tmp_path, resume=True).finished
+
+
+def read_iteration(run: Path) -> str:
+    from gdkvm.models.weights import read_checkpoint_metadata
+
+    return read_checkpoint_metadata(run / "checkpoint_last.safetensors")["iteration"]
+
+
+def test_failed_first_start_can_be_retried(prepared_store, tmp_path):
+    """A bad --backbone-weights leaves no run behind; a retry (plain or --resume with a new path) works."""
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a state dict")
+    cfg = tiny_config(prepared_store, iterations=2, ckpt_every=2, name="retry", backbone_weights=str(bad))
+    with pytest.raises(DataError, match="bad.pth"):
+        train_run(cfg, tmp_path)
+    assert not (tmp_path / "retry" / "config.yaml").exists()
+    # an older version left config.yaml behind: that folder has no checkpoint, so it is not a run yet
+    (tmp_path / "retry").mkdir(exist_ok=True)
+    train_mod._write_run_config(cfg, train_mod.RunPaths(tmp_path / "retry"), build_training_model(cfg),
+                                train_mod.env_dist_info())
+    good = tiny_config(prepared_store, iterations=2, ckpt_every=2, name="retry")
+    assert train_run(good, tmp_path, resume=True).finished
+    with pytest.raises(GdkvmError, match="already exists"):
+        train_run(good, tmp_path)
