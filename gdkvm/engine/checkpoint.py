@@ -129,10 +129,14 @@ def save_trainer_state(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` with ``torch.save`` atomically (temp file + rename, fsynced first)."""
     state = {"format_version": TRAINER_STATE_VERSION, **state}
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except RuntimeError as e:  # torch's zip writer reports a full disk as "unexpected pos ..."
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(path, f"cannot write the trainer state (disk full? {first[:100]})") from None
 
 
 def load_trainer_state(path: str | Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ bad input never leaves a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -15,22 +16,42 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+#: errno values that mean "this place cannot be written" (not a bug): reported naming the target.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
+
+
+def _write_error(target: Path, e: OSError) -> Exception:
+    from gdkvm.errors import DataError
+
+    return DataError(target, f"cannot write: {e.strerror or e} (errno {e.errno})")
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
 
     The temporary file lives in the same folder (same filesystem), so the final ``os.replace`` is
-    atomic. On an exception the temporary file is removed and ``target`` is left untouched.
+    atomic. On an exception the temporary file is removed and ``target`` is left untouched. A full
+    disk, a read-only or forbidden place becomes a one-line DataError naming ``target``.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     sfx = suffix if suffix is not None else "".join(target.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{sfx}", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{sfx}", dir=target.parent)
+    except OSError as e:
+        if e.errno in _WRITE_ERRNOS:
+            raise _write_error(target, e) from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as e:
+        if e.errno in _WRITE_ERRNOS:
+            raise _write_error(target, e) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -55,6 +76,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_dir_temporaries(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
@@ -69,6 +91,15 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_dir_temporaries(target: str | Path) -> list[Path]:
+    """Remove ``.<name>.*.tmp`` / ``.old`` folders next to ``target`` left by a killed :func:`atomic_dir`."""
+    target = Path(target)
+    stale = [p for p in target.parent.glob(f".{target.name}.*") if p.is_dir() and p.suffix in (".tmp", ".old")]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
