@@ -166,6 +166,15 @@ def _read_csv(path: Path, missing: list[str], what: str, required: tuple[str, ..
     if lacking:
         missing.append(f"{path}: {what} lacks column(s) {', '.join(lacking)}")
         return None
+    with open(path, "rb") as f:
+        f.seek(max(path.stat().st_size - 1, 0))
+        last = f.read(1)
+    short = int(frame[list(required)].isna().any(axis=1).sum()) if required else 0
+    if last not in (b"\n", b"") or short:
+        # a writer killed mid-file (or an old non-atomic one): its numbers would be silently partial
+        missing.append(f"{path}: {what} looks truncated (last line incomplete or {short} row(s) with empty "
+                       f"{'/'.join(required)})")
+        return None
     return frame
 
 
