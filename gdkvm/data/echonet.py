@@ -47,7 +47,8 @@ FILELIST_COLUMNS = (
 FILELIST_NUMERIC = ("EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames")
 TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
 ROWS_PER_TRACING = 21
-MIN_TRACING_ROWS = 3  # the long axis and two chords
+#: Fewer rows than half a full tracing give a sliver polygon whose area swaps ED and ES.
+MIN_TRACING_ROWS = ROWS_PER_TRACING // 2 + 1
 SPLIT_NAMES = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
 
 ClipForm = Literal["ed-es", "earlier-later"]
@@ -168,6 +169,9 @@ def _read_filelist(path: Path) -> tuple[dict[str, FileListEntry], list[DataError
             problems.append(DataError(path, f"line {pos + 2}: duplicate FileName {name}"))
             continue
         row = converted.iloc[pos]
+        if not 0.0 <= float(row["EF"]) <= 100.0:
+            problems.append(DataError(path, f"line {pos + 2}: EF {float(row['EF']):g} is outside 0-100 % ({name})"))
+            continue
         entries[name] = FileListEntry(
             file_name=name,
             split=split,
@@ -311,7 +315,7 @@ def read_tracings(path: str | Path, tracing_rows: TracingRows = "first") -> Trac
                 result.problems[name] = DataError(
                     path,
                     f"{name}.avi frame {frame}: {count} row(s), a tracing needs at least {MIN_TRACING_ROWS} "
-                    "(long axis and 2 chords)",
+                    f"of its {ROWS_PER_TRACING} (long axis and 20 chords)",
                 )
                 break
             if count % ROWS_PER_TRACING:
@@ -474,6 +478,9 @@ def load_echonet_case(entry: EchoEntry) -> EchoCase:
             raise DataError(
                 entry.video_path, f"traced frame {tracing.frame} >= decoded frame count {n_frames}"
             )
+    if entry.info.n_frames != n_frames:
+        raise DataError(entry.video_path, f"decodes to {n_frames} frames, but FileList.csv NumberOfFrames "
+                        f"says {entry.info.n_frames}")
     area_first, area_second = first.first_tracing_area(), second.first_tracing_area()
     if area_first == area_second:
         raise DataError(entry.video_path, f"traced frames {first.frame} and {second.frame} have equal area")

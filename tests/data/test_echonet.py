@@ -93,7 +93,7 @@ def test_tracings_grouping_repeats_and_bad_counts(tmp_path):
     assert sorted(table.problems) == ["C", "D"]
     assert "non-numeric X2 'x'" in str(table.problems["C"])
     assert str(table.problems["D"]) == (
-        f"{path}: D.avi frame 4: 2 row(s), a tracing needs at least 3 (long axis and 2 chords)"
+        f"{path}: D.avi frame 4: 2 row(s), a tracing needs at least 11 of its 21 (long axis and 20 chords)"
     )
     assert [t.rows for t in echonet.read_tracings(path, "first").videos["A"]] == ["first", "first"]
     with pytest.raises(ValueError, match="unknown tracing_rows 'some'"):
@@ -309,3 +309,25 @@ def test_wrong_number_of_traced_frames(tmp_path):
     index = echonet.index_echonet(root)
     assert not index.entries
     assert "V1.avi has 3 traced frame(s) (5, 20, 28), expected 2" in str(index.problems[0])
+
+
+def test_values_that_must_not_pass_strict(tmp_path):
+    """A 3-row traced frame (names the video), EF outside 0-100 %, a wrong NumberOfFrames."""
+    root = write_echonet_dataset(tmp_path, [EchoVideoSpec("V1", ed=5, es=20), EchoVideoSpec("V2", ed=5, es=20),
+                                            EchoVideoSpec("V3", ed=5, es=20)])
+    for k in range(18):  # V1's ES frame keeps 3 of its 21 rows
+        _drop_tracing_line(root, "V1", 20, 0)
+    filelist = root / "FileList.csv"
+    lines = filelist.read_text().splitlines()
+    i = next(i for i, ln in enumerate(lines) if ln.startswith("V2"))
+    cols = lines[i].split(",")
+    cols[1] = "358.65"
+    lines[i] = ",".join(cols)
+    filelist.write_text("\n".join(lines) + "\n")
+    index = echonet.index_echonet(root)
+    problems = " | ".join(map(str, index.problems))
+    assert "V1.avi frame 20: 3 row(s)" in problems and "EF 358.65 is outside 0-100 %" in problems
+    assert [e.info.file_name for e in index.entries] == ["V3"]
+    write_avi(root / "Videos" / "V3.avi", np.zeros((25, 112, 112), np.uint8))
+    with pytest.raises(DataError, match=r"V3.avi: decodes to 25 frames, but FileList.csv NumberOfFrames says 30"):
+        echonet.load_echonet_case(index.entries[0])
