@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -597,7 +598,13 @@ def train_run(
             if info.is_main and paths.metrics.exists():
                 truncate_metrics(paths.metrics, 0)
         barrier()
-        return trainer.run(max_steps)
+        try:
+            return trainer.run(max_steps)
+        except KeyboardInterrupt:
+            if info.is_main:  # Ctrl-C still exits 130; say where the run stands
+                print(f"interrupted at iteration {trainer.iteration}; resume with --resume ({paths.root})",
+                      file=sys.stderr, flush=True)
+            raise
     finally:
         if owns_group:
             shutdown_distributed()

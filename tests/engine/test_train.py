@@ -238,3 +238,14 @@ def test_failed_first_start_can_be_retried(prepared_store, tmp_path):
     assert train_run(good, tmp_path, resume=True).finished
     with pytest.raises(GdkvmError, match="already exists"):
         train_run(good, tmp_path)
+
+
+def test_ctrl_c_says_where_to_resume(prepared_store, tmp_path, monkeypatch, capsys):
+    def interrupted(self, max_steps=None):
+        self.iteration = 3
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod.Trainer, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(tiny_config(prepared_store, name="ctrl-c"), tmp_path)
+    assert "interrupted at iteration 3; resume with --resume" in capsys.readouterr().err
