@@ -37,7 +37,8 @@ def predict(
     "unavailable" with the reason. Each recording gets a quality verdict (flags such as empty or tiny
     masks, a mask on the sector edge, EF outside 5-90 %, beat lengths outside 0.3-2 s, low confidence);
     EF per beat counts only beats that pass. Files from a folder keep their sub-folder under --out, so
-    names never collide. The exit code is 1 if any input failed (the others are still processed).
+    names never collide. When a FileList.csv (EchoNet) or Info_<view>.cfg (CAMUS) sits next to an input,
+    its reference EF is shown beside ours. The exit code is 1 if any input failed (the others are still processed).
 
     Without --run or --weights the shipped phantom-trained weights (gdkvm/weights/) are used.
 
@@ -79,6 +80,8 @@ def predict(
         s = o.summary
         efs = ", ".join(f"{b['ef']:.1f}" for b in s["beats"]) or "-"
         mean = f"{s['mean_ef']:.1f}" if s["mean_ef"] is not None else f"[yellow]unavailable: {s['ef_unavailable_reason']}[/]"
+        if s.get("reference_ef") is not None:
+            mean += f" (reference {s['reference_ef']:.1f})"
         q = s.get("quality", {})
         verdict = "ok" if q.get("ok") else "[yellow]flagged: " + "; ".join(q.get("flags", [])) + "[/]"
         table.add_row(o.input.name, str(s["frames"]), str(s["n_beats"]), str(s["ed_frames"]),

@@ -13,6 +13,7 @@ from gdkvm.predict.analysis import analyse_masks
 from gdkvm.predict.inputs import Recording, expand_with_subdirs, read_recording, recording_name
 from gdkvm.predict.phases import PhaseResult
 from gdkvm.predict.quality import assess
+from gdkvm.predict.reference import reference_ef
 from gdkvm.predict.outputs import (
     overlay_frames,
     summary_dict,
@@ -25,8 +26,8 @@ from gdkvm.predict.outputs import (
 from gdkvm.predict.segmenter import Segmenter
 from gdkvm.utils.atomic import atomic_path
 
-SUMMARY_COLUMNS = ["input", "status", "quality", "frames", "fps", "n_beats", "mean_ef", "ef_unavailable_reason",
-                   "notes"]
+SUMMARY_COLUMNS = ["input", "status", "quality", "frames", "fps", "n_beats", "mean_ef", "reference_ef",
+                   "ef_unavailable_reason", "notes"]
 
 
 @dataclass
@@ -55,6 +56,9 @@ def predict_one(path: Path, segmenter: Segmenter, out_dir: Path, *, size: int | 
         quality = _apply_quality(rec, masks, analysis, getattr(segmenter, "last_confidence", None))
         summary = summary_dict(rec, analysis, notes + analysis.phases.notes)
         summary["quality"] = quality.as_dict()
+        ref = reference_ef(path)
+        summary["reference_ef"] = ref[0] if ref else None
+        summary["reference_source"] = str(ref[1]) if ref else None
         out_dir.mkdir(parents=True, exist_ok=True)
         overlay = overlay_frames(rec, masks, analysis)
         files = [write_masks(rec, masks, out_dir), write_curve_plot(rec, analysis, out_dir),
@@ -111,7 +115,7 @@ def predict_many(inputs: list[Path], segmenter: Segmenter, out_dir: Path, *, siz
             "input": str(o.input), "status": "ok" if o.ok else f"failed: {o.error}",
             "quality": _quality_text(s.get("quality")) if o.ok else "",
             "frames": s.get("frames"), "fps": s.get("fps"), "n_beats": s.get("n_beats"),
-            "mean_ef": s.get("mean_ef"), "ef_unavailable_reason": s.get("ef_unavailable_reason"),
+            "mean_ef": s.get("mean_ef"), "reference_ef": s.get("reference_ef"), "ef_unavailable_reason": s.get("ef_unavailable_reason"),
             "notes": "; ".join(s.get("notes", [])),
         })
     out_dir.mkdir(parents=True, exist_ok=True)

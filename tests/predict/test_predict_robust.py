@@ -252,3 +252,15 @@ def test_run_checkpoint_choice_and_variant_check(tmp_path, small_ckpt):
     (run / "config.yaml").write_text("train:\n  variant: gdr\n  data: nowhere\n")
     with pytest.raises(DataError, match="expected variant 'gdr'"):
         load_segmenter(run, device="cpu")
+
+
+def test_reference_ef_from_a_filelist_beside_the_videos(tmp_path):
+    frames, _, _ = pulsing_lv(60, size=64)
+    (tmp_path / "Videos").mkdir()
+    write_avi(tmp_path / "Videos" / "0XAB.avi", frames)
+    (tmp_path / "FileList.csv").write_text("FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,Split\n"
+                                           "0XAB,61.5,20,52,64,64,50,60,TRAIN\n")
+    (o,) = predict_many([tmp_path / "Videos"], threshold_segmenter, tmp_path / "out")
+    assert o.ok and o.summary["reference_ef"] == pytest.approx(61.5)
+    assert o.summary["reference_source"].endswith("FileList.csv")
+    assert "61.5" in (tmp_path / "out" / "summary.csv").read_text()
