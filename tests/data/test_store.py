@@ -391,8 +391,8 @@ def test_echonet_frame_with_two_rows_is_a_bad_case(tmp_path):
         summary = prepare_echonet(tmp_path / "raw", tmp_path / policy, size=32, tracing_rows=policy)
         assert summary.counts["train"] == 1
         assert [str(b) for b in summary.bad_cases] == [
-            "EchoNet-Dynamic/VolumeTracings.csv: V2.avi frame 20: 2 row(s), a tracing needs at least 3 "
-            "(long axis and 2 chords)"
+            "EchoNet-Dynamic/VolumeTracings.csv: V2.avi frame 20: 2 row(s), a tracing needs at least 11 "
+            "of its 21 (long axis and 20 chords)"
         ]
         with pytest.raises(DataError, match="V2.avi frame 20: 2 row"):
             prepare_echonet(
