@@ -106,7 +106,7 @@ def register_variant(fn: Callable[[], VariantSpec] | None = None, *, name: str |
 
 
 #: Packages of this project that register more variants when imported (``baselines/``), if present.
-PLUGIN_PACKAGES: tuple[str, ...] = ("baselines",)
+PLUGIN_PACKAGES: tuple[str, ...] = ("baselines", "gdkvm.models.release")
 
 
 def _ensure_plugins() -> None:

@@ -1,0 +1,268 @@
+"""``release``: GDKVM as the authors' released training code runs it (gdkvm issue 12).
+
+What follows the release exactly (written from the equations, not copied):
+
+* image normalisation with mean 0.5 / std 0.5 (gray frame repeated to 3 channels for the trunks);
+* keys from their own projection of the stride-16 features (1x1 to ``pixel_dim`` then 3x3 to ``key_dim``,
+  no activation), pixel features from a separate 1x1 projection;
+* the release KPFF: pixel branch 1x1-ReLU-3x3 to ``key_dim``, a 1-channel 1x1 gate on (key + its global
+  average), fused = g * key + (1 - g) * pixel branch; then a softmax over key channels;
+* the gated delta recurrence with the release's gates, computed from the previous state S (B, O, Ck, Cv):
+  beta = sigmoid(b_proj(S)) (B, O, Ck, H) expanded with ``repeat_interleave`` (value channel c uses head
+  c // (Cv / H)); alpha = -exp(A_log) * softplus(a_proj(S) + dt_bias) tiled with ``repeat`` (channel c
+  uses head c % H); S_t = alpha * (S - beta * K^T K S) + beta * K^T V_t; readout K_t S_t. alpha is used
+  as is (negative, no exp), as in the release;
+* gate init: b_proj / a_proj Linear(Cv, H, bias=False), A ~ U(0, 16), A_log = log A, dt_bias = inverse
+  softplus of a log-uniform dt in [0.001, 0.1] (floored at 1e-4);
+* step order: frame 0 encodes its value from a zero mask, writes S_0 = K_0^T V_0 and reads it with K_0;
+  every later frame encodes its value from the image and the previous predicted mask, writes, and reads
+  with the same key; object summaries are summed, frame t's summary joining after frame t is segmented;
+* the release's one-frame-stale pixel features (frame t's value encoded with frame t-1's pixel features)
+  only with ``stale_pixel_features=True`` (variant ``release-stale``).
+
+Not release-exact (see docs/release.md): the value encoder, pixel fuser, object transformer / summariser
+and mask decoder are gdkvm's own modules (:mod:`gdkvm.models.modules`, :mod:`gdkvm.models.transformer`),
+and the release's auxiliary heads are not built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gdkvm.errors import ConfigError, unknown_name
+from gdkvm.models.backbone import ResNetTrunk
+from gdkvm.models.gdkvm import check_clip
+from gdkvm.models.modules import MaskDecoder, PixelFuser, ValueEncoder, soft_aggregate
+from gdkvm.models.registry import VariantSpec, register_variant
+from gdkvm.models.transformer import ObjectSummarizer, ObjectTransformer
+
+__all__ = ["ReleaseConfig", "ReleaseGDKVM", "ReleaseKPFF", "build_release", "release_config",
+           "expand_gates"]
+
+STRIDE = 16
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """Sizes of the release network (defaults: the released widths)."""
+
+    num_objects: int = 1
+    key_dim: int = 64
+    value_dim: int = 256
+    pixel_dim: int = 256
+    sensory_dim: int = 256
+    embed_dim: int = 256
+    memory_heads: int = 8
+    key_backbone: str = "resnet50"
+    key_backbone_width: int = 64
+    value_backbone: str = "resnet18"
+    value_backbone_width: int = 64
+    num_queries: int = 16
+    transformer_blocks: int = 3
+    transformer_heads: int = 8
+    transformer_ff_dim: int = 2048
+    decoder_dims: tuple[int, int] = (128, 128)
+    stale_pixel_features: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decoder_dims", tuple(self.decoder_dims))
+        if self.value_dim % self.memory_heads:
+            raise ConfigError(f"release config: value_dim {self.value_dim} must be divisible by memory_heads "
+                              f"{self.memory_heads}")
+
+
+_TINY = dict(key_dim=16, value_dim=32, pixel_dim=32, sensory_dim=32, embed_dim=32, memory_heads=4,
+             key_backbone_width=16, value_backbone_width=8, num_queries=8, transformer_blocks=1,
+             transformer_heads=4, transformer_ff_dim=64, decoder_dims=(16, 16))
+_SIZES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "tiny": _TINY,
+    "small": {**_TINY, "key_backbone": "resnet18", "key_backbone_width": 32, "value_backbone_width": 16,
+              "key_dim": 32, "value_dim": 64, "pixel_dim": 64, "sensory_dim": 64, "embed_dim": 64,
+              "transformer_ff_dim": 128, "decoder_dims": (32, 32)},
+}
+
+
+def release_config(preset: str = "tiny", **overrides: Any) -> ReleaseConfig:
+    """The release config at ``preset`` (``paper``: the released widths; ``tiny``/``small``: narrow CPU
+    widths, as gdkvm's presets of the same names) with ReleaseConfig field ``overrides`` applied last."""
+    if preset not in _SIZES:
+        raise unknown_name("preset", preset, list(_SIZES))
+    base = dataclasses.replace(ReleaseConfig(), **_SIZES[preset])
+    names = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"release config: unknown field(s) {unknown}; valid: {sorted(names)}")
+    return dataclasses.replace(base, **overrides)
+
+
+class ReleaseKPFF(nn.Module):
+    """The released KPFF: key (B, Ck, h, w), pixel features (B, Cp, h, w) -> fused keys (B, Ck, h, w)."""
+
+    def __init__(self, key_dim: int, pixel_dim: int):
+        super().__init__()
+        self.pix_in = nn.Conv2d(pixel_dim, pixel_dim, kernel_size=1)
+        self.pix_out = nn.Conv2d(pixel_dim, key_dim, kernel_size=3, padding=1)
+        self.gate = nn.Conv2d(key_dim, 1, kernel_size=1)
+
+    def forward(self, key: Tensor, pix: Tensor) -> Tensor:
+        pix_branch = self.pix_out(F.relu(self.pix_in(pix)))
+        g = torch.sigmoid(self.gate(key + key.mean(dim=(2, 3), keepdim=True)))
+        return g * key + (1 - g) * pix_branch
+
+
+def expand_gates(alpha: Tensor, beta: Tensor, value_dim: int) -> tuple[Tensor, Tensor]:
+    """Per-head gates (..., H) -> per-value-channel gates (..., Cv) as the release expands them:
+    alpha tiled (channel c -> head c % H), beta interleaved (channel c -> head c // (Cv / H))."""
+    heads = alpha.shape[-1]
+    reps = value_dim // heads
+    return alpha.repeat(*([1] * (alpha.dim() - 1)), reps), beta.repeat_interleave(reps, dim=-1)
+
+
+class ReleaseGDKVM(nn.Module):
+    """The released GDKVM forward pass.
+
+    ``model(clip)`` with clip (B, T, 1, H, W) float in [0, 1] (H, W divisible by 16) returns logits
+    (B, T, O + 1, H, W), background first. ``forward_with_states`` also returns the per-frame memory
+    states for inspection.
+    """
+
+    def __init__(self, config: ReleaseConfig, variant: str | None = None):
+        super().__init__()
+        self.config = config
+        self.variant = variant
+        cfg = config
+        self.num_objects = cfg.num_objects
+        self.key_encoder = ResNetTrunk(cfg.key_backbone, in_channels=3, width=cfg.key_backbone_width)
+        c4, c8, c16 = self.key_encoder.out_channels
+        self.key_proj = nn.Sequential(nn.Conv2d(c16, cfg.pixel_dim, kernel_size=1),
+                                      nn.Conv2d(cfg.pixel_dim, cfg.key_dim, kernel_size=3, padding=1))
+        self.pix_proj = nn.Conv2d(c16, cfg.pixel_dim, kernel_size=1)
+        self.kpff = ReleaseKPFF(cfg.key_dim, cfg.pixel_dim)
+        self.value_encoder = ValueEncoder(cfg.value_backbone, cfg.value_backbone_width, cfg.pixel_dim,
+                                          cfg.value_dim, cfg.sensory_dim)
+        self.pixel_fuser = PixelFuser(cfg.pixel_dim, cfg.value_dim, cfg.sensory_dim, cfg.embed_dim)
+        self.object_summarizer = ObjectSummarizer(cfg.value_dim, cfg.embed_dim, cfg.num_queries)
+        self.object_transformer = ObjectTransformer(cfg.embed_dim, cfg.num_queries, cfg.transformer_blocks,
+                                                    cfg.transformer_heads, cfg.transformer_ff_dim)
+        self.decoder = MaskDecoder(cfg.embed_dim, (c8, c4), cfg.decoder_dims, cfg.sensory_dim)
+        heads = cfg.memory_heads
+        self.b_proj = nn.Linear(cfg.value_dim, heads, bias=False)
+        self.a_proj = nn.Linear(cfg.value_dim, heads, bias=False)
+        self.A_log = nn.Parameter(torch.empty(heads))
+        self.dt_bias = nn.Parameter(torch.empty(heads))
+        self.reset_gate_parameters()
+        self.register_buffer("pixel_mean", torch.tensor(0.5), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(0.5), persistent=False)
+
+    def reset_gate_parameters(self) -> None:
+        """A ~ U(0, 16), A_log = log A; dt log-uniform in [1e-3, 0.1] floored at 1e-4, dt_bias = softplus^-1(dt)."""
+        if self.A_log.is_meta:
+            return
+        with torch.no_grad():
+            self.A_log.copy_(torch.empty_like(self.A_log).uniform_(0, 16).log())
+            lo, hi = math.log(1e-3), math.log(0.1)
+            dt = torch.exp(torch.rand_like(self.dt_bias) * (hi - lo) + lo).clamp_min(1e-4)
+            self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+
+    # ------------------------------------------------------------------ stages
+    def encode_image(self, image: Tensor) -> dict[str, Tensor]:
+        """Gray frames (N, 1, H, W) in [0, 1] -> dict of image (N, 3, H, W) normalised, f4, f8 skips,
+        pix (N, Cp, h, w) and key (N, Ck, h, w) (softmax over channels)."""
+        image = (image.expand(-1, 3, -1, -1) - self.pixel_mean) / self.pixel_std
+        f4, f8, f16 = self.key_encoder(image)
+        pix = self.pix_proj(f16)
+        key = torch.softmax(self.kpff(self.key_proj(f16), pix), dim=1)
+        return {"image": image, "f4": f4, "f8": f8, "pix": pix, "key": key}
+
+    def gates(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        """State (B, O, Ck, Cv) -> (alpha, beta), each (B, O, Ck, Cv) after the release's expansion."""
+        beta = torch.sigmoid(self.b_proj(state))
+        alpha = -self.A_log.exp() * F.softplus(self.a_proj(state) + self.dt_bias)
+        return expand_gates(alpha, beta, state.shape[-1])
+
+    def segment(self, feats: dict[str, Tensor], readout: Tensor, sensory: Tensor, last_mask: Tensor,
+                obj_memory: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """readout (B, O, Cv, h, w), sensory (B, O, Cs, h, w), last_mask (B, O, H, W), obj_memory
+        (B, O, Q, E + 1) -> logits (B, O + 1, H, W), probabilities (B, O + 1, H, W), new sensory."""
+        grid_mask = F.interpolate(last_mask, size=readout.shape[-2:], mode="area")
+        fused = self.object_transformer(self.pixel_fuser(feats["pix"], readout, sensory, grid_mask), obj_memory)
+        obj_logits, sensory = self.decoder(fused, feats["f8"], feats["f4"], sensory)
+        logits = soft_aggregate(torch.sigmoid(obj_logits))
+        logits = F.interpolate(logits, size=feats["image"].shape[-2:], mode="bilinear", align_corners=False)
+        return logits, torch.softmax(logits, dim=1), sensory
+
+    # ------------------------------------------------------------------ recurrence
+    def forward_with_states(self, clip: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """clip (B, T, 1, H, W) -> (logits (B, T, O + 1, H, W), memory states [(B, O, Ck, Cv)] per frame)."""
+        check_clip(clip)
+        clip = clip.to(device=self.A_log.device, dtype=self.A_log.dtype)
+        b, t, _, h, w = clip.shape
+        every = self.encode_image(clip.flatten(0, 1))
+
+        def frame(i: int) -> dict[str, Tensor]:
+            return {k: v.view(b, t, *v.shape[1:])[:, i] for k, v in every.items()}
+
+        o, cfg = self.num_objects, self.config
+        hk, wk = h // STRIDE, w // STRIDE
+        sensory = clip.new_zeros(b, o, cfg.sensory_dim, hk, wk)
+        last_mask = clip.new_zeros(b, o, h, w)
+        outputs, states = [], []
+        state = obj_memory = None
+        prev_pix = None
+        for i in range(t):
+            feats = frame(i)
+            key = feats["key"]
+            pix_for_value = prev_pix if (cfg.stale_pixel_features and prev_pix is not None) else feats["pix"]
+            value, sensory = self.value_encoder(feats["image"], pix_for_value, sensory, last_mask)
+            summary = self.object_summarizer(last_mask, value)
+            kv = torch.einsum("bkhw,bnvhw->bnkv", key, value)
+            if state is None:
+                state, obj_memory = kv, summary
+            else:
+                alpha, beta = self.gates(state)
+                ktk_s = torch.einsum("bkhw,bnvhw->bnkv", key, torch.einsum("bkhw,bnkv->bnvhw", key, state))
+                state = alpha * (state - beta * ktk_s) + beta * kv
+            readout = torch.einsum("bkhw,bnkv->bnvhw", key, state)
+            logits, prob, sensory = self.segment(feats, readout, sensory, last_mask, obj_memory)
+            if i > 0:
+                obj_memory = obj_memory + summary
+            last_mask = prob[:, 1:]
+            prev_pix = feats["pix"]
+            outputs.append(logits)
+            states.append(state)
+        return torch.stack(outputs, dim=1), states
+
+    def forward(self, clip: Tensor) -> Tensor:
+        """clip (B, T, 1, H, W) in [0, 1] -> logits (B, T, O + 1, H, W)."""
+        return self.forward_with_states(clip)[0]
+
+
+def build_release(preset: str = "tiny", **overrides: Any) -> ReleaseGDKVM:
+    """The release network at ``preset`` with ReleaseConfig field ``overrides``."""
+    return ReleaseGDKVM(release_config(preset, **overrides))
+
+
+def _build_stale(preset: str = "tiny", **overrides: Any) -> ReleaseGDKVM:
+    if "stale_pixel_features" in overrides:
+        raise ConfigError("variant 'release-stale' sets stale_pixel_features itself")
+    return ReleaseGDKVM(release_config(preset, stale_pixel_features=True, **overrides))
+
+
+@register_variant
+def release() -> VariantSpec:
+    return VariantSpec(name="release", description="the authors' released forward pass (stale-feature bug fixed)",
+                       builder=build_release)
+
+
+@register_variant
+def release_stale() -> VariantSpec:
+    return VariantSpec(name="release-stale", description="release with its one-frame-stale pixel features",
+                       builder=_build_stale)
