@@ -21,8 +21,9 @@ What follows the release exactly (written from the equations, not copied):
   only with ``stale_pixel_features=True`` (variant ``release-stale``).
 
 Not release-exact (see docs/release.md): the value encoder, pixel fuser, object transformer / summariser
-and mask decoder are gdkvm's own modules (:mod:`gdkvm.models.modules`, :mod:`gdkvm.models.transformer`),
-and the release's auxiliary heads are not built.
+and mask decoder are gdkvm's own modules (:mod:`gdkvm.models.modules`, :mod:`gdkvm.models.transformer`);
+of the release's auxiliary heads only the sensory one is built (gdkvm's transformer has no per-block
+query predictions, so the release's query auxiliary losses have no counterpart here).
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ class ReleaseGDKVM(nn.Module):
         self.object_transformer = ObjectTransformer(cfg.embed_dim, cfg.num_queries, cfg.transformer_blocks,
                                                     cfg.transformer_heads, cfg.transformer_ff_dim)
         self.decoder = MaskDecoder(cfg.embed_dim, (c8, c4), cfg.decoder_dims, cfg.sensory_dim)
+        # auxiliary head (training only): sensory -> per-pixel linear classifier over the pixel features + bias
+        self.sensory_aux = nn.Conv2d(cfg.sensory_dim, cfg.pixel_dim + 1, kernel_size=1)
         heads = cfg.memory_heads
         self.b_proj = nn.Linear(cfg.value_dim, heads, bias=False)
         self.a_proj = nn.Linear(cfg.value_dim, heads, bias=False)
@@ -199,9 +202,26 @@ class ReleaseGDKVM(nn.Module):
         logits = F.interpolate(logits, size=feats["image"].shape[-2:], mode="bilinear", align_corners=False)
         return logits, torch.softmax(logits, dim=1), sensory
 
+    def sensory_aux_logits(self, pix: Tensor, sensory: Tensor) -> Tensor:
+        """The release's sensory auxiliary prediction: pix (B, Cp, h, w), sensory (B, O, Cs, h, w) ->
+        soft-aggregated logits (B, O + 1, h, w) at stride 16."""
+        proj = self.sensory_aux(sensory.flatten(0, 1)).view(*sensory.shape[:2], -1, *sensory.shape[-2:])
+        obj = (pix.unsqueeze(1) * proj[:, :, :-1]).sum(dim=2) + proj[:, :, -1]
+        return soft_aggregate(torch.sigmoid(obj))
+
     # ------------------------------------------------------------------ recurrence
+    def forward_with_aux(self, clip: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """clip (B, T, 1, H, W) -> (logits (B, T, O + 1, H, W), {"sensory_logits": (B, T, O + 1, H/16, W/16)}),
+        the inputs of :func:`gdkvm.models.release_losses.release_aux_loss`."""
+        logits, _, aux = self._run(clip, with_aux=True)
+        return logits, {"sensory_logits": torch.stack(aux, dim=1)}
+
     def forward_with_states(self, clip: Tensor) -> tuple[Tensor, list[Tensor]]:
         """clip (B, T, 1, H, W) -> (logits (B, T, O + 1, H, W), memory states [(B, O, Ck, Cv)] per frame)."""
+        logits, states, _ = self._run(clip, with_aux=False)
+        return logits, states
+
+    def _run(self, clip: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         check_clip(clip)
         clip = clip.to(device=self.A_log.device, dtype=self.A_log.dtype)
         b, t, _, h, w = clip.shape
@@ -214,7 +234,7 @@ class ReleaseGDKVM(nn.Module):
         hk, wk = h // STRIDE, w // STRIDE
         sensory = clip.new_zeros(b, o, cfg.sensory_dim, hk, wk)
         last_mask = clip.new_zeros(b, o, h, w)
-        outputs, states = [], []
+        outputs, states, aux = [], [], []
         state = obj_memory = None
         prev_pix = None
         for i in range(t):
@@ -232,13 +252,15 @@ class ReleaseGDKVM(nn.Module):
                 state = alpha * (state - beta * ktk_s) + beta * kv
             readout = torch.einsum("bkhw,bnkv->bnvhw", key, state)
             logits, prob, sensory = self.segment(feats, readout, sensory, last_mask, obj_memory)
+            if with_aux:
+                aux.append(self.sensory_aux_logits(feats["pix"], sensory))
             if i > 0:
                 obj_memory = obj_memory + summary
             last_mask = prob[:, 1:]
             prev_pix = feats["pix"]
             outputs.append(logits)
             states.append(state)
-        return torch.stack(outputs, dim=1), states
+        return torch.stack(outputs, dim=1), states, aux
 
     def forward(self, clip: Tensor) -> Tensor:
         """clip (B, T, 1, H, W) in [0, 1] -> logits (B, T, O + 1, H, W)."""

@@ -140,3 +140,30 @@ def test_logits_contract_and_gradients():
     for name in ("A_log", "dt_bias", "b_proj.weight", "a_proj.weight", "kpff.gate.weight"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_aux_loss_finite_with_gradients_to_the_aux_head():
+    from gdkvm.models.release_losses import AUX_WEIGHT, release_aux_loss
+
+    torch.manual_seed(3)
+    model = build_model("release", "tiny", num_objects=2)
+    clip = torch.rand(2, 3, 1, 32, 32)
+    logits, aux = model.forward_with_aux(clip)
+    assert aux["sensory_logits"].shape == (2, 3, 3, 2, 2)
+    assert torch.equal(logits, model(clip))  # the aux head does not change the output
+    target = torch.randint(0, 3, (2, 3, 32, 32))
+    losses = release_aux_loss(aux, target)
+    assert torch.isfinite(losses["aux_total"]) and losses["aux_total"] > 0
+    unweighted = release_aux_loss(aux, target, weight=1.0)
+    assert torch.allclose(losses["aux_total"], unweighted["aux_total"] * AUX_WEIGHT)
+    losses["aux_total"].backward()
+    grad = model.sensory_aux.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_aux_loss_rejects_bad_shapes():
+    from gdkvm.errors import ConfigError
+    from gdkvm.models.release_losses import release_aux_loss
+
+    with pytest.raises(ConfigError, match="target must be"):
+        release_aux_loss({"sensory_logits": torch.zeros(1, 2, 2, 4, 4)}, torch.zeros(1, 3, 8, 8))
