@@ -39,12 +39,13 @@ from torch import Tensor, nn
 
 from gdkvm.errors import ConfigError, unknown_name
 from gdkvm.models.backbone import ResNetTrunk
-from gdkvm.models.gdkvm import check_clip
+from gdkvm.errors import GdkvmError
+from gdkvm.models.gdkvm import check_clip, check_frame
 from gdkvm.models.modules import MaskDecoder, PixelFuser, ValueEncoder, soft_aggregate
 from gdkvm.models.registry import VariantSpec, register_variant
 from gdkvm.models.transformer import ObjectSummarizer, ObjectTransformer
 
-__all__ = ["ReleaseConfig", "ReleaseGDKVM", "ReleaseKPFF", "build_release", "release_config",
+__all__ = ["ReleaseConfig", "ReleaseGDKVM", "ReleaseKPFF", "build_release", "ReleaseStepper", "release_config",
            "expand_gates"]
 
 STRIDE = 16
@@ -224,47 +225,91 @@ class ReleaseGDKVM(nn.Module):
     def _run(self, clip: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         check_clip(clip)
         clip = clip.to(device=self.A_log.device, dtype=self.A_log.dtype)
-        b, t, _, h, w = clip.shape
+        b, t = clip.shape[:2]
         every = self.encode_image(clip.flatten(0, 1))
-
-        def frame(i: int) -> dict[str, Tensor]:
-            return {k: v.view(b, t, *v.shape[1:])[:, i] for k, v in every.items()}
-
-        o, cfg = self.num_objects, self.config
-        hk, wk = h // STRIDE, w // STRIDE
-        sensory = clip.new_zeros(b, o, cfg.sensory_dim, hk, wk)
-        last_mask = clip.new_zeros(b, o, h, w)
+        carry = self.init_carry(clip[:, 0])
         outputs, states, aux = [], [], []
-        state = obj_memory = None
-        prev_pix = None
         for i in range(t):
-            feats = frame(i)
-            key = feats["key"]
-            pix_for_value = prev_pix if (cfg.stale_pixel_features and prev_pix is not None) else feats["pix"]
-            value, sensory = self.value_encoder(feats["image"], pix_for_value, sensory, last_mask)
-            summary = self.object_summarizer(last_mask, value)
-            kv = torch.einsum("bkhw,bnvhw->bnkv", key, value)
-            if state is None:
-                state, obj_memory = kv, summary
-            else:
-                alpha, beta = self.gates(state)
-                ktk_s = torch.einsum("bkhw,bnvhw->bnkv", key, torch.einsum("bkhw,bnkv->bnvhw", key, state))
-                state = alpha * (state - beta * ktk_s) + beta * kv
-            readout = torch.einsum("bkhw,bnkv->bnvhw", key, state)
-            logits, prob, sensory = self.segment(feats, readout, sensory, last_mask, obj_memory)
+            feats = {k: v.view(b, t, *v.shape[1:])[:, i] for k, v in every.items()}
+            logits, carry = self.advance(carry, feats)
             if with_aux:
-                aux.append(self.sensory_aux_logits(feats["pix"], sensory))
-            if i > 0:
-                obj_memory = obj_memory + summary
-            last_mask = prob[:, 1:]
-            prev_pix = feats["pix"]
+                aux.append(self.sensory_aux_logits(feats["pix"], carry["sensory"]))
             outputs.append(logits)
-            states.append(state)
+            states.append(carry["state"])
         return torch.stack(outputs, dim=1), states, aux
+
+    def init_carry(self, frame: Tensor) -> dict[str, Tensor | None]:
+        """The state before a video's first frame (B, 1, H, W): zero sensory state, zero previous mask and
+        no memory yet (frame 0 writes S_0 = K_0^T V_0)."""
+        b, _, h, w = frame.shape
+        o, cfg = self.num_objects, self.config
+        return {"sensory": frame.new_zeros(b, o, cfg.sensory_dim, h // STRIDE, w // STRIDE),
+                "last_mask": frame.new_zeros(b, o, h, w), "state": None, "obj_memory": None, "prev_pix": None}
+
+    def advance(self, carry: dict[str, Tensor | None], feats: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor | None]]:
+        """One frame of the released recurrence: encode the value from the image and the previous mask,
+        write (S_0 = K^T V on the first frame, the gated delta rule after), read with the same key,
+        segment. Returns logits (B, O + 1, H, W) and the next carry."""
+        key, sensory, last_mask = feats["key"], carry["sensory"], carry["last_mask"]
+        stale = self.config.stale_pixel_features and carry["prev_pix"] is not None
+        value, sensory = self.value_encoder(feats["image"], carry["prev_pix"] if stale else feats["pix"],
+                                            sensory, last_mask)
+        summary = self.object_summarizer(last_mask, value)
+        kv = torch.einsum("bkhw,bnvhw->bnkv", key, value)
+        state = carry["state"]
+        if state is None:
+            state, obj_memory = kv, summary
+        else:
+            alpha, beta = self.gates(state)
+            ktk_s = torch.einsum("bkhw,bnvhw->bnkv", key, torch.einsum("bkhw,bnkv->bnvhw", key, state))
+            state, obj_memory = alpha * (state - beta * ktk_s) + beta * kv, carry["obj_memory"]
+        readout = torch.einsum("bkhw,bnkv->bnvhw", key, state)
+        logits, prob, sensory = self.segment(feats, readout, sensory, last_mask, obj_memory)
+        if carry["state"] is not None:  # frame t's summary joins after frame t is segmented
+            obj_memory = obj_memory + summary
+        return logits, {"sensory": sensory, "last_mask": prob[:, 1:], "state": state, "obj_memory": obj_memory,
+                        "prev_pix": feats["pix"]}
+
+    def stepper(self) -> ReleaseStepper:
+        """A fresh streaming stepper (see :class:`ReleaseStepper`)."""
+        return ReleaseStepper(self)
 
     def forward(self, clip: Tensor) -> Tensor:
         """clip (B, T, 1, H, W) in [0, 1] -> logits (B, T, O + 1, H, W)."""
         return self.forward_with_states(clip)[0]
+
+
+class ReleaseStepper:
+    """Streaming inference: ``step(frame)`` with frame (B, 1, H, W) in [0, 1] -> logits (B, O + 1, H, W),
+    equal to the clip forward's frame. The release takes no first-frame prompt (it zeroes it)."""
+
+    def __init__(self, model: ReleaseGDKVM):
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new video."""
+        self._carry: dict[str, Tensor | None] | None = None
+        self._frames = 0
+
+    @property
+    def frames(self) -> int:
+        """Frames processed since the last reset."""
+        return self._frames
+
+    def step(self, frame: Tensor, first_frame_mask: Tensor | None = None) -> Tensor:
+        """Segment the next frame (B, 1, H, W); ``first_frame_mask`` is refused (the release has no prompt)."""
+        if first_frame_mask is not None:
+            raise GdkvmError("release model: first_frame_mask is not supported (the release segments frame 0 "
+                             "from an empty mask)")
+        check_frame(frame)
+        model = self.model
+        frame = frame.to(device=model.A_log.device, dtype=model.A_log.dtype)
+        if self._carry is None:
+            self._carry = model.init_carry(frame)
+        logits, self._carry = model.advance(self._carry, model.encode_image(frame))
+        self._frames += 1
+        return logits
 
 
 def build_release(preset: str = "tiny", **overrides: Any) -> ReleaseGDKVM:

@@ -167,3 +167,16 @@ def test_aux_loss_rejects_bad_shapes():
 
     with pytest.raises(ConfigError, match="target must be"):
         release_aux_loss({"sensory_logits": torch.zeros(1, 2, 2, 4, 4)}, torch.zeros(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize("variant", ["release", "release-stale"])
+def test_stepper_equals_clip(variant):
+    torch.manual_seed(4)
+    model = build_model(variant, "tiny", num_objects=2).double().eval()
+    clip = torch.rand(1, 4, 1, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        want = model(clip)
+        stepper = model.stepper()
+        got = torch.stack([stepper.step(clip[:, i]) for i in range(4)], dim=1)
+    assert stepper.frames == 4
+    assert torch.allclose(got, want, atol=1e-12, rtol=0)
