@@ -87,12 +87,15 @@ class STMConfig:
 
 
 def stm_config(preset: str) -> STMConfig:
-    """The STM config of a size preset: ``paper`` (two ResNet-50s, Ck 128, Cv 512) or ``tiny``."""
+    """The STM config of a size preset: ``paper`` (two ResNet-50s, Ck 128, Cv 512), ``tiny`` or ``small``."""
     if preset == "paper":
         return STMConfig()
     if preset == "tiny":
         return STMConfig(key_backbone_width=16, value_backbone="resnet18", value_backbone_width=8, key_dim=16,
                          value_dim=32, embed_dim=32, decoder_dims=(16, 16))
+    if preset == "small":
+        return STMConfig(key_backbone="resnet18", key_backbone_width=32, value_backbone="resnet18",
+                         value_backbone_width=16, key_dim=32, value_dim=64, embed_dim=64, decoder_dims=(32, 32))
     raise unknown_name("preset", preset, PRESETS)
 
 

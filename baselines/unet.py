@@ -60,11 +60,13 @@ class UNetConfig:
 
 
 def unet_config(preset: str) -> UNetConfig:
-    """The U-Net config of a size preset: ``paper`` (width 64, 31.0M) or ``tiny`` (width 8, 0.49M)."""
+    """The U-Net config of a size preset: ``paper`` (width 64, 31.0M) , ``tiny`` (width 8, 0.49M) or ``small`` (width 16)."""
     if preset == "paper":
         return UNetConfig(base_width=64)
     if preset == "tiny":
         return UNetConfig(base_width=8)
+    if preset == "small":
+        return UNetConfig(base_width=16)
     raise unknown_name("preset", preset, PRESETS)
 
 

@@ -28,7 +28,7 @@ def _num(value: float | None, digits: int = 2) -> str:
 def ablate(
     table: Annotated[int, typer.Option("--table", help="Paper table: 3 (components) or 4 (update rules).")],
     data: Annotated[Path, typer.Option("--data", help="Prepared dataset folder (PREPARED/<dataset>).")],
-    preset: Annotated[str, typer.Option("--preset", help="Model size preset: paper | tiny.")] = "tiny",
+    preset: Annotated[str, typer.Option("--preset", help="Model size preset: paper | tiny | small.")] = "tiny",
     iterations: Annotated[int | None, typer.Option("--iterations", help="Training iterations per row (default: 1500).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch (default: 10).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate (default: 1e-4).")] = None,

@@ -86,7 +86,7 @@ def _print_result(run_dir: Path) -> None:
 def train(
     data: Annotated[Path, typer.Option("--data", help="Prepared dataset folder (PREPARED/<dataset>, with train/ val/ test/).")],
     variant: Annotated[str, typer.Option("--variant", help="Model variant (see `gdkvm variants`).")] = "full",
-    preset: Annotated[str, typer.Option("--preset", help="Model size preset: paper | tiny.")] = "paper",
+    preset: Annotated[str, typer.Option("--preset", help="Model size preset: paper | tiny | small.")] = "paper",
     iterations: Annotated[int | None, typer.Option("--iterations", help="Training iterations (default: 1500).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch (clips) (default: 10).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate (default: 1e-4).")] = None,

@@ -1,4 +1,4 @@
-"""Typed model configuration and the two size presets, ``paper`` and ``tiny``.
+"""Typed model configuration and the size presets ``paper``, ``tiny`` and ``small``.
 
 A :class:`ModelConfig` fully describes a GDKVM network: building ``GDKVM(cfg)`` twice gives the same
 architecture, and a checkpoint stores ``to_dict(cfg)`` so the model rebuilds from the file alone.
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from gdkvm.errors import ConfigError, unknown_name
 
-PRESETS: tuple[str, ...] = ("paper", "tiny")
+PRESETS: tuple[str, ...] = ("paper", "tiny", "small")
 
 BackboneName = Literal["resnet18", "resnet50"]
 KEY_SCALES: tuple[str, ...] = ("sqrt-pixels", "frobenius", "none")
@@ -145,10 +145,29 @@ def tiny_config() -> ModelConfig:
     )
 
 
+def small_config() -> ModelConfig:
+    """CPU-trainable widths with a ResNet-18 key trunk (about 1.9M parameters, 7.6 MB in fp32): the
+    preset of the shipped phantom-trained weights (``gdkvm/weights``)."""
+    return tiny_config().replace(
+        key_backbone="resnet18",
+        key_backbone_width=32,
+        value_backbone_width=16,
+        key_dim=32,
+        value_dim=64,
+        pixel_dim=64,
+        sensory_dim=64,
+        embed_dim=64,
+        transformer_ff_dim=128,
+        decoder_dims=(32, 32),
+    )
+
+
 def preset_config(preset: str) -> ModelConfig:
-    """The config of a named preset (``paper`` or ``tiny``); an unknown name lists the valid ones."""
+    """The config of a named preset (``paper``, ``tiny`` or ``small``); an unknown name lists the valid ones."""
     if preset == "paper":
         return paper_config()
     if preset == "tiny":
         return tiny_config()
+    if preset == "small":
+        return small_config()
     raise unknown_name("preset", preset, PRESETS)

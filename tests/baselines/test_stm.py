@@ -75,7 +75,7 @@ def test_sizes_per_preset():
 
 def test_unknown_preset_and_bad_fields_are_one_line_errors():
     for call in (lambda: build_model("stm", preset="huge"), lambda: build_stm("huge")):
-        with pytest.raises(ConfigError, match=r"^unknown preset 'huge'; valid: paper, tiny$"):
+        with pytest.raises(ConfigError, match=r"^unknown preset 'huge'; valid: paper, small, tiny$"):
             call()
     with pytest.raises(ConfigError, match=r"stm config: unknown field\(s\) \['keydim'\]"):
         build_stm("tiny", keydim=3)

@@ -77,7 +77,7 @@ def test_sizes_per_preset():
 
 def test_unknown_preset_and_field_are_one_line_errors():
     for call in (lambda: build_model("unet", preset="huge"), lambda: build_unet("huge")):
-        with pytest.raises(ConfigError, match=r"^unknown preset 'huge'; valid: paper, tiny$"):
+        with pytest.raises(ConfigError, match=r"^unknown preset 'huge'; valid: paper, small, tiny$"):
             call()
     with pytest.raises(ConfigError, match=r"unet config: unknown field\(s\) \['widht'\]"):
         build_unet("tiny", widht=3)

@@ -37,4 +37,4 @@ def test_unknown_preset_is_an_error():
     result = runner.invoke(app, ["variants", "--preset", "huge"])
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigError)
-    assert "valid: paper, tiny" in str(result.exception)
+    assert "valid: paper, small, tiny" in str(result.exception)

@@ -79,11 +79,11 @@ def test_unknown_names_list_valid_ones():
     assert msg.startswith("unknown variant 'fulll'; valid: ")
     for name in EXPECTED:
         assert name in msg
-    with pytest.raises(ConfigError, match=r"unknown preset 'huge'; valid: paper, tiny"):
+    with pytest.raises(ConfigError, match=r"unknown preset 'huge'; valid: paper, small, tiny"):
         build_model("full", "huge")
     with pytest.raises(ConfigError, match="unknown field"):
         build_model("full", "tiny", not_a_field=1)
-    assert PRESETS == ("paper", "tiny")
+    assert PRESETS == ("paper", "tiny", "small")
 
 
 class _Constant(nn.Module):
