@@ -59,7 +59,13 @@ def ablate(
     stabiliser the mean and SD of mDice over seeds and the paired bootstrap 95% CI (by patient) of the Dice
     difference from the reference row (full / gdr).
     """
-    from gdkvm.engine.ablate import ablation_plan, run_ablation, summarise_ablation, summary_path, write_ablation_summary
+    from gdkvm.engine.ablate import (
+        ablation_plan,
+        run_ablation,
+        summarise_ablation,
+        summary_path,
+        write_ablation_summary,
+    )
     from gdkvm.engine.config import TrainConfig
     from gdkvm.errors import ConfigError
 

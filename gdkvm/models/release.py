@@ -37,9 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdkvm.errors import ConfigError, unknown_name
+from gdkvm.errors import ConfigError, GdkvmError, unknown_name
 from gdkvm.models.backbone import ResNetTrunk
-from gdkvm.errors import GdkvmError
 from gdkvm.models.gdkvm import check_clip, check_frame
 from gdkvm.models.modules import MaskDecoder, PixelFuser, ValueEncoder, soft_aggregate
 from gdkvm.models.registry import VariantSpec, register_variant

@@ -9,7 +9,6 @@ its per-item loop, from the last item only).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

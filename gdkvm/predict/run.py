@@ -11,9 +11,6 @@ import pandas as pd
 from gdkvm.errors import GdkvmError
 from gdkvm.predict.analysis import analyse_masks
 from gdkvm.predict.inputs import Recording, expand_with_subdirs, read_recording, recording_name
-from gdkvm.predict.phases import PhaseResult
-from gdkvm.predict.quality import assess
-from gdkvm.predict.reference import reference_ef
 from gdkvm.predict.outputs import (
     overlay_frames,
     summary_dict,
@@ -23,6 +20,9 @@ from gdkvm.predict.outputs import (
     write_overlay_video,
     write_summary,
 )
+from gdkvm.predict.phases import PhaseResult
+from gdkvm.predict.quality import assess
+from gdkvm.predict.reference import reference_ef
 from gdkvm.predict.segmenter import Segmenter
 from gdkvm.utils.atomic import atomic_path
 

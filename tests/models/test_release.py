@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gdkvm.models.modules import soft_aggregate
 from gdkvm.models.registry import build_model, count_model_parameters, list_variants
 from gdkvm.models.release import ReleaseGDKVM, expand_gates, release_config
-from gdkvm.models.modules import soft_aggregate
 
 
 @pytest.fixture(autouse=True)
