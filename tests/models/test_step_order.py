@@ -5,32 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from gdkvm.errors import ConfigError
 from gdkvm.models.config import preset_config
 from gdkvm.models.gdkvm import GDKVM
 from gdkvm.models.memory import MEMORY_RULES
+from tests.models.test_gdkvm import calibrated
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def calibrated(model: GDKVM, clip: torch.Tensor) -> GDKVM:
-    """Eval-mode model whose BatchNorm statistics come from ``clip``."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(clip)
-    return model.eval()
+@pytest.fixture(autouse=True)
+def _one_thread(one_cpu_thread):
+    """Tiny models on one thread (see tests/conftest.py)."""
 
 
 class Recorder:
