@@ -4,7 +4,8 @@ Per frame t, in the paper's order (``step_order="paper"``, the default; Sec. 3.1
 released code):
 
 1. ``encode_image``: key encoder (ResNet-50 to stride 16) -> pixel features F_Pix (Cp) and local keys
-   F_K (Ck) -> optional KPFF -> keys K_t made non-negative by a softmax over channels per pixel;
+   F_K (Ck) -> optional KPFF -> keys K_t made non-negative by a softmax over channels per pixel (the
+   softmax-attention memory takes the pre-softmax keys and L2-normalises them itself);
    stride-8/4 features are kept as decoder skips.
 2. ``encode_value``: value encoder on the frame's image + the *previous* frame's predicted mask (zeros
    before the first frame, or the prompt) -> values V_t; updates the sensory state and object summaries.
@@ -52,7 +53,8 @@ class ImageFeatures:
     """Everything ``encode_image`` derives from a batch of frames (leading dimension B).
 
     image (B, 3, H, W) normalised; f4 (B, C4, H/4, W/4), f8 (B, C8, H/8, W/8) skips; pix (B, Cp, h, w)
-    pixel features; key (B, Ck, h, w) non-negative keys summing to 1 over channels at every pixel.
+    pixel features; key (B, Ck, h, w) non-negative keys summing to 1 over channels at every pixel (the
+    pre-softmax key projection for a memory rule with ``raw_keys``, i.e. softmax attention).
     """
 
     image: Tensor
@@ -218,7 +220,8 @@ class GDKVM(nn.Module):
         key_feat = self.key_proj(pix)
         if self.kpff is not None:
             key_feat = self.kpff(key_feat, pix)
-        key = torch.softmax(key_feat, dim=1)
+        # softmax over channels, except for rules that take the raw projection (softmax attention)
+        key = key_feat if self.memory.raw_keys else torch.softmax(key_feat, dim=1)
         return ImageFeatures(image=image, f4=f4, f8=f8, pix=pix, key=key)
 
     def encode_value(self, feats: ImageFeatures, sensory: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:

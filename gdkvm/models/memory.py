@@ -4,7 +4,8 @@ Shapes (B = batch x objects, N = H*W pixels of one frame, Ck key channels, Cv va
 Dv = Cv / H):
 
 * ``key`` / ``query``: ``[B, N, Ck]`` (softmax over channels per pixel upstream; only the linear
-  normalised readout relies on non-negative keys, and gka L2-normalises them itself);
+  normalised readout relies on non-negative keys, and gka L2-normalises them itself; softmax attention
+  takes the pre-softmax keys, ``raw_keys = True``, and L2-normalises them);
 * ``value`` and every readout: ``[B, N, Cv]``, head h owning channels ``h*Dv .. (h+1)*Dv - 1``;
 * states are dicts of tensors. The GDR family keeps ``S: [B, H, Ck, Dv]`` (the transpose of the paper's
   ``Cv x Ck`` state, split into value heads); gka keeps ``H: [B, H, Ck, Ck]`` and ``M: [B, H, Ck, Dv]``;
@@ -17,6 +18,7 @@ one fused call. The math of every rule is in ``docs/memory.md``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -56,6 +58,9 @@ class MemoryRule(nn.Module):
     sums_over_pixels: ClassVar[bool] = True
     #: Why one step of this rule must not be captured in a CUDA graph ("" = it may be).
     graph_capture_blocker: ClassVar[str] = ""
+    #: Whether the rule takes the pre-softmax keys (the key projection itself) instead of the keys
+    #: softmax-normalised over channels (see GDKVM.encode_image); True for softmax attention.
+    raw_keys: ClassVar[bool] = False
 
     def __init__(self, key_dim: int, value_dim: int, heads: int = 8, decay_form: str = "exp", **kwargs: Any):
         super().__init__()
@@ -393,15 +398,31 @@ class KalmanMemory(MemoryRule):
 class SoftmaxMemory(MemoryRule):
     """``softmax``: keep every past key/value; ``O = softmax(sim(Q, K) / tau) V`` (XMem/Cutie style).
 
-    Options: ``similarity`` ``"dot"`` (``q.k``, default) or ``"l2"`` (negative squared distance
-    ``2 q.k - |k|^2``, the ``|q|^2`` term cancels in the softmax); ``temperature`` tau (default
-    ``sqrt(Ck)``). Single-head over the full Ck; ``heads`` and ``decay_form`` are unused.
-    The memory grows by N pixels per frame (``constant_state = False``).
+    The rule takes **pre-softmax** keys (``raw_keys = True``: the model skips its softmax over
+    channels for it). Softmax-over-channels keys are non-negative with ``q.k`` in [0, 1], so at a fixed
+    ``tau = sqrt(Ck)`` the attention is almost uniform (max/min weight ratio about 1.13 at paper size)
+    and the rule cannot pick out the matching pixel.
+
+    Options:
+        ``normalize`` (default True): L2-normalise keys and queries per pixel, so ``sim`` is the cosine
+        similarity in [-1, 1] (keys are stored normalised);
+        ``similarity``: ``"dot"`` (``q.k``, default) or ``"l2"`` (negative squared distance
+        ``2 q.k - |k|^2``, the ``|q|^2`` term cancels in the softmax; with ``normalize`` it equals
+        ``"dot"``);
+        ``temperature``: the initial tau (default 0.1 with ``normalize``, else ``sqrt(Ck)``);
+        ``learn_temperature`` (default True): tau is learned, as ``log_scale = log(1 / tau)`` (a
+        parameter, clamped to ``1 / tau <= 100``); False keeps it fixed (a buffer).
+
+    Single-head over the full Ck; ``heads`` and ``decay_form`` are unused. The memory grows by N pixels
+    per frame (``constant_state = False``).
     """
 
     name = "softmax"
     constant_state = False
     sums_over_pixels = False
+    raw_keys = True
+    #: Upper bound of the learned logit scale 1 / tau (as in CLIP), so the attention cannot collapse.
+    max_scale: ClassVar[float] = 100.0
 
     def __init__(
         self,
@@ -412,13 +433,42 @@ class SoftmaxMemory(MemoryRule):
         *,
         similarity: str = "dot",
         temperature: float | None = None,
+        normalize: bool = True,
+        learn_temperature: bool = True,
+        eps: float = 1e-6,
         **kwargs: Any,
     ):
         super().__init__(key_dim, value_dim, heads, decay_form, **kwargs)
         if similarity not in ("dot", "l2"):
             raise unknown_name("softmax similarity", similarity, ("dot", "l2"))
         self.similarity = similarity
-        self.temperature = key_dim**0.5 if temperature is None else float(temperature)
+        self.normalize = bool(normalize)
+        self.eps = float(eps)
+        if temperature is None:
+            temperature = 0.1 if self.normalize else key_dim**0.5
+        if not temperature > 0:
+            raise ConfigError(f"memory rule 'softmax': temperature must be > 0, got {temperature!r}")
+        if 1.0 / temperature > self.max_scale:
+            raise ConfigError(
+                f"memory rule 'softmax': temperature must be >= {1.0 / self.max_scale}, got {temperature!r}"
+            )
+        log_scale = torch.tensor(-math.log(float(temperature)))
+        if learn_temperature:
+            self.log_scale = nn.Parameter(log_scale)
+            self.log_scale._no_weight_decay = True  # type: ignore[attr-defined]
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    @property
+    def temperature(self) -> float:
+        """The current tau (``1 / exp(log_scale)``, after the clamp)."""
+        return float(1.0 / self._scale().detach())
+
+    def _scale(self) -> Tensor:
+        return self.log_scale.clamp(max=math.log(self.max_scale)).exp()
+
+    def _prepare(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=-1, eps=self.eps) if self.normalize else x
 
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> State:
         return {
@@ -426,22 +476,39 @@ class SoftmaxMemory(MemoryRule):
             "V": torch.zeros(batch, 0, self.value_dim, device=device, dtype=dtype),
         }
 
+    def _logit_inputs(self, keys: Tensor, query: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(scaled query, additive bias [B, 1, Nk] or None)``: logits are ``q' K^T + bias``."""
+        q = self._prepare(query.to(keys.dtype)) * self._scale().to(keys.dtype)
+        if self.similarity == "dot":
+            return q, None
+        # -|q - k|^2 / tau = (2 q.k - |k|^2) / tau + const(q)
+        bias = -(keys.square().sum(dim=-1) * self._scale().to(keys.dtype)).unsqueeze(1)
+        return 2.0 * q, bias
+
+    def attention(self, state: State, query: Tensor) -> Tensor:
+        """The attention weights ``[B, Nq, T*N]`` of ``read`` (rows sum to 1; for analyses and tests)."""
+        keys = state["K"]
+        self._check(query, "query", self.key_dim, keys.shape[0])
+        q, bias = self._logit_inputs(keys, query)
+        logits = q @ keys.transpose(1, 2)
+        if bias is not None:
+            logits = logits + bias
+        return torch.softmax(logits, dim=-1)
+
     def read(self, state: State, query: Tensor) -> Tensor:
         keys, values = state["K"], state["V"]
         self._check(query, "query", self.key_dim, keys.shape[0])
         if keys.shape[1] == 0:
             return query.new_zeros(query.shape[0], query.shape[1], self.value_dim, dtype=values.dtype)
-        q = query.to(keys.dtype)
-        if self.similarity == "dot":
-            return F.scaled_dot_product_attention(q, keys, values, scale=1.0 / self.temperature)
-        bias = -(keys.square().sum(dim=-1) / self.temperature).unsqueeze(1)  # [B, 1, Nk]
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=2.0 / self.temperature)
+        q, bias = self._logit_inputs(keys, query)
+        # the learned scale is folded into q: scaled_dot_product_attention takes only a float scale
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=1.0)
 
     def write(self, state: State, key: Tensor, value: Tensor) -> State:
         keys, values = state["K"], state["V"]
         self._check_kv(key, value, keys.shape[0])
         return {
-            "K": torch.cat([keys, key.to(keys.dtype)], dim=1),
+            "K": torch.cat([keys, self._prepare(key.to(keys.dtype))], dim=1),
             "V": torch.cat([values, value.to(values.dtype)], dim=1),
         }
 

@@ -375,24 +375,77 @@ def test_state_size_vs_number_of_frames(name):
 # ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("similarity", ["dot", "l2"])
-def test_softmax_matches_naive_attention(similarity):
-    rule = _rule("softmax", similarity=similarity)
-    keys, values, queries = _frames(20, 2, 3, 4, 6, 8)
+def test_softmax_matches_naive_attention(similarity, normalize):
+    rule = _rule("softmax", similarity=similarity, normalize=normalize)
+    g = torch.Generator().manual_seed(20)
+    keys = torch.randn(3, 2, 4, 6, generator=g, dtype=F64)  # raw (pre-softmax) keys, as the model gives
+    values = torch.randn(3, 2, 4, 8, generator=g, dtype=F64)
+    queries = torch.randn(3, 2, 4, 6, generator=g, dtype=F64)
     outs, _ = _run_rule(rule, keys, values, queries)
-    tau = 6**0.5
+    tau = rule.temperature  # the parameter is initialised in fp32
+    assert tau == pytest.approx(0.1 if normalize else 6**0.5)  # the default initial temperatures
+    prep = (lambda x: x / x.norm(dim=-1, keepdim=True)) if normalize else (lambda x: x)
     for t in range(1, 3):
         for b in range(2):
-            past_k = keys[:t, b].reshape(-1, 6)
+            past_k = prep(keys[:t, b].reshape(-1, 6))
             past_v = values[:t, b].reshape(-1, 8)
             for i in range(4):
-                q = queries[t, b, i]
+                q = prep(queries[t, b, i])
                 if similarity == "dot":
                     logits = past_k @ q / tau
                 else:
                     logits = -((past_k - q) ** 2).sum(-1) / tau
                 expected = torch.softmax(logits, 0) @ past_v
                 torch.testing.assert_close(outs[t, b, i], expected, rtol=1e-10, atol=1e-12)
+
+
+def test_softmax_attends_to_the_matching_entry_at_init():
+    """A query equal to one stored key puts far more weight on it than on the other entries."""
+    ck, n = 64, 256  # paper sizes: Ck = 64 channels, 256 pixels per frame
+    rule = build_memory("softmax", ck, 8, heads=2)
+    g = torch.Generator().manual_seed(30)
+    keys = torch.randn(1, n, ck, generator=g)  # raw key projections
+    state = rule.write(rule.init_state(1, CPU), keys, torch.randn(1, n, 8, generator=g))
+    match = 17
+    weights = rule.attention(state, keys[:, match : match + 1])[0, 0]  # [N]
+    assert weights.sum().item() == pytest.approx(1.0)
+    others = torch.cat([weights[:match], weights[match + 1 :]])
+    assert weights[match] / others.max() > 5
+    assert weights[match] > 0.5  # not nearly uniform (uniform would be 1 / 256)
+    # the readout is this attention applied to the values
+    torch.testing.assert_close(
+        rule.read(state, keys[:, match : match + 1]), weights[None, None] @ state["V"], rtol=1e-5, atol=1e-6
+    )
+    # the old setting (softmax-over-channels keys, q.k / sqrt(Ck), fixed) cannot attend: near uniform
+    old = build_memory("softmax", ck, 8, heads=2, normalize=False, learn_temperature=False)
+    soft = keys.softmax(-1)
+    old_state = old.write(old.init_state(1, CPU), soft, torch.randn(1, n, 8, generator=g))
+    old_w = old.attention(old_state, soft[:, match : match + 1])[0, 0]
+    assert old_w.max() / old_w.min() < 1.5
+
+
+def test_softmax_temperature_is_learned():
+    rule = _rule("softmax")
+    assert dict(rule.named_parameters()).keys() == {"log_scale"}
+    keys, values, queries = (torch.randn(2, 2, 5, s, dtype=F64) for s in (6, 8, 6))
+    state = rule.write(rule.init_state(2, CPU, F64), keys[0], values[0])
+    state = rule.write(state, keys[1], values[1])
+    rule.read(state, queries[0]).square().sum().backward()
+    grad = rule.log_scale.grad
+    assert grad is not None and torch.isfinite(grad) and grad.abs() > 0
+    # gradient through the scaled attention equals a finite difference of the readout
+    assert torch.autograd.gradcheck(
+        lambda ls: torch.softmax(
+            ls.exp() * F.normalize(queries[0], dim=-1) @ state["K"].transpose(1, 2), -1
+        ) @ state["V"],
+        (rule.log_scale.detach().clone().requires_grad_(True),),
+    )
+    fixed = _rule("softmax", learn_temperature=False)
+    assert not list(fixed.parameters()) and "log_scale" in dict(fixed.named_buffers())
+    with pytest.raises(ConfigError, match="temperature"):
+        build_memory("softmax", 4, 8, temperature=0.0)
 
 
 def test_gka_matches_direct_ridge_solve():
