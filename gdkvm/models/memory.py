@@ -290,12 +290,17 @@ class KalmanMemory(MemoryRule):
     """``gka``: gated-KalmaNet block ridge regression over all past frames (gka.md §5).
 
     ``H_t = gamma_t H_{t-1} + K^T W K``, ``M_t = gamma_t M_{t-1} + K^T W V`` per head; read
-    ``O = s (Q + alpha (Q A^-1 - Q)) M`` with ``A = H + a ||H||_F I``. Keys and queries are
-    L2-normalised per pixel inside ``read`` / ``write``. Gates: :class:`FrameGates`.
+    ``Y = s (Q + alpha (Q A^-1 - Q)) M`` with ``A = H + a ||H||_F I``, then the per-head RMSNorm of
+    gka.md 5.7 (the official layer's output norm): ``O_h = Y_h / sqrt(mean_d Y_h^2 + norm_eps) * w``,
+    ``w [Dv]`` learned (init 1), shared by the heads as in the official ``RMSNorm(head_dim)``. The
+    ridge branch ``Q A^-1 M`` is invariant to the scale of the write weights but the alpha = 0 branch
+    ``Q M`` grows with N times the sum of the decays; the norm keeps the readout's scale fixed.
+    Keys and queries are L2-normalised per pixel inside ``read`` / ``write``. Gates: :class:`FrameGates`.
 
     Options: ``ridge`` (a, 0.02), ``scale`` (s, default ``Ck ** -0.5``), ``eps`` (1e-6: norm floor,
-    beta offset, L2 eps), ``mix_bias_init`` (2.0). Only ``decay_form="exp"`` is valid (H must stay PSD).
-    The state is kept in at least fp32.
+    beta offset, L2 eps), ``mix_bias_init`` (2.0), ``output_norm`` (True; False gives the raw ``Y``),
+    ``norm_eps`` (1e-6). Only ``decay_form="exp"`` is valid (H must stay PSD). The state is kept in at
+    least fp32. An empty memory still reads exact zeros (the norm maps 0 to 0).
     """
 
     name = "gka"
@@ -314,6 +319,8 @@ class KalmanMemory(MemoryRule):
         scale: float | None = None,
         eps: float = 1e-6,
         mix_bias_init: float = 2.0,
+        output_norm: bool = True,
+        norm_eps: float = 1e-6,
         **kwargs: Any,
     ):
         super().__init__(key_dim, value_dim, heads, decay_form, **kwargs)
@@ -325,6 +332,20 @@ class KalmanMemory(MemoryRule):
         self.scale = key_dim**-0.5 if scale is None else float(scale)
         self.eps = float(eps)
         self.gates = FrameGates(key_dim, value_dim, heads, eps=eps, mix_bias_init=mix_bias_init)
+        self.norm_eps = float(norm_eps)
+        self.norm_weight: nn.Parameter | None = None
+        if output_norm:
+            self.norm_weight = nn.Parameter(torch.ones(self.head_dim))
+
+    def normalise_heads(self, readout: Tensor) -> Tensor:
+        """Per-head RMSNorm of a raw readout ``[B, Nq, H*Dv]`` (identity without ``output_norm``)."""
+        if self.norm_weight is None:
+            return readout
+        b, nq, _ = readout.shape
+        with torch.autocast(device_type=readout.device.type, enabled=False):
+            y = readout.view(b, nq, self.heads, self.head_dim)
+            y = y * torch.rsqrt(y.square().mean(dim=-1, keepdim=True) + self.norm_eps)
+            return (y * self.norm_weight.to(y.dtype)).reshape(b, nq, self.value_dim)
 
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> State:
         dt = torch.promote_types(dtype, torch.float32)
@@ -356,8 +377,8 @@ class KalmanMemory(MemoryRule):
         q = self._unit(query)
         alpha = self.gates.readout_mix(q)
         self.last_gate_stats["readout_mix_mean"] = alpha.detach().float().mean()
-        return kernels.gka_read(
-            state["H"], state["M"], q, alpha, ridge=self.ridge, scale=self.scale, eps=self.eps
+        return self.normalise_heads(
+            kernels.gka_read(state["H"], state["M"], q, alpha, ridge=self.ridge, scale=self.scale, eps=self.eps)
         )
 
     def write(self, state: State, key: Tensor, value: Tensor) -> State:
@@ -392,7 +413,7 @@ class KalmanMemory(MemoryRule):
             eps=self.eps,
         )
         assert readout is not None
-        return readout, {"H": new_h, "M": new_m}
+        return self.normalise_heads(readout), {"H": new_h, "M": new_m}
 
 
 class SoftmaxMemory(MemoryRule):

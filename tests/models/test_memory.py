@@ -340,8 +340,9 @@ def test_gradients_reach_every_gate_parameter(name):
     keys, values, queries = _frames(18, 2, 3, 5, 6, 8)
     state = rule.init_state(2, CPU, F64)
     loss = 0.0
-    for t in range(3):
-        loss = loss + rule.read(state, queries[t]).square().sum()
+    probe = torch.randn(3, 2, 5, 8, generator=torch.Generator().manual_seed(31), dtype=F64)
+    for t in range(3):  # a random linear probe: gka's RMS-normalised readout has a constant sum of squares
+        loss = loss + (rule.read(state, queries[t]) * probe[t]).sum()
         state = rule.write(state, keys[t], values[t])
     loss.backward()
     for pname, p in rule.named_parameters():
@@ -482,7 +483,10 @@ def test_gka_matches_direct_ridge_solve():
                     lam = 0.02 * torch.linalg.matrix_norm(hess)
                     x = torch.linalg.solve(hess + lam * torch.eye(ck, dtype=F64), q[bi].T).T
                     q_mix = q[bi] + alpha[bi, hi][:, None] * (x - q[bi])
-                    expected[bi, :, hi * dv : (hi + 1) * dv] = ck**-0.5 * q_mix @ mom.T
+                    y = ck**-0.5 * q_mix @ mom.T  # [N, Dv]: the raw readout of gka.md 5.4
+                    # gka.md 5.7: per-head RMSNorm of the readout (weight at its init, 1)
+                    y = y / torch.sqrt(y.square().mean(dim=-1, keepdim=True) + 1e-6)
+                    expected[bi, :, hi * dv : (hi + 1) * dv] = y
             err = (out - expected).norm() / expected.norm()
             assert err < 1e-6, f"frame {t}: relative error {err:.2e}"
         k = F.normalize(keys[t], dim=-1)
@@ -491,6 +495,39 @@ def test_gka_matches_direct_ridge_solve():
         weights.append(w.detach())
         state = rule.write(state, keys[t], values[t])
     assert all(bool(((g > 0) & (g <= 1)).all()) for g in gammas)
+
+
+def test_gka_readout_is_rms_normalised_per_head():
+    """gka.md 5.7: each head's readout has RMS 1 (times the learned weight), whatever the memory's size."""
+    ck, cv, h, n, b = 6, 8, 2, 40, 2
+    rule = _rule("gka", ck=ck, cv=cv, heads=h, seed=13)
+    raw = _rule("gka", ck=ck, cv=cv, heads=h, seed=13, output_norm=False)
+    assert set(dict(rule.named_parameters())) - set(dict(raw.named_parameters())) == {"norm_weight"}
+    keys, values, queries = _frames(32, b, 3, n, ck, cv)
+    state = rule.init_state(b, CPU, F64)
+    for t in range(3):
+        state = rule.write(state, keys[t], values[t])
+    out = rule.read(state, queries[0])
+    y = raw.read(state, queries[0])  # same gates (same seed): the raw readout s Q~ M
+    rms = out.view(b, n, h, cv // h).square().mean(-1).sqrt()
+    torch.testing.assert_close(rms, torch.ones_like(rms), rtol=1e-3, atol=0)  # up to the norm's eps
+    y_heads = y.view(b, n, h, cv // h)
+    expected = y_heads / torch.sqrt(y_heads.square().mean(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(out, expected.reshape(b, n, cv), rtol=1e-12, atol=1e-12)
+    # the raw readout grows with the memory (the alpha = 0 branch Q M sums over every written pixel)
+    state2 = rule.init_state(b, CPU, F64)
+    for t in range(3):
+        state2 = rule.write(state2, torch.cat([keys[t]] * 2, 1), torch.cat([values[t]] * 2, 1))
+    assert raw.read(state2, queries[0]).norm() > 1.2 * y.norm()
+    assert 0.99 < rule.read(state2, queries[0]).norm() / out.norm() < 1.01
+    # scaling the moments (values at fixed gates) by c scales the raw readout by c, not the normalised one
+    state3 = {"H": state["H"], "M": 50.0 * state["M"]}
+    torch.testing.assert_close(raw.read(state3, queries[0]), 50.0 * y, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(rule.read(state3, queries[0]), out, rtol=1e-3, atol=1e-4)
+    # the learned weight scales every head's channels alike
+    with torch.no_grad():
+        rule.norm_weight.mul_(3.0)
+    torch.testing.assert_close(rule.read(state, queries[0]), 3.0 * out, rtol=1e-12, atol=1e-12)
 
 
 def test_gka_write_read_equals_write_then_read():
