@@ -15,8 +15,10 @@ What differs from our memory implementation (``gdkvm.models.memory`` + ``gdkvm.k
    prediction) and then ``K^T`` of it, as released; ours forms the Gram matrix ``K^T K`` (``Ck x Ck``)
    once and multiplies it with ``S`` (fewer FLOPs when ``N > Ck``), or runs the fused Triton step on CUDA.
 3. **Gates.** Recomputed every frame from ``S_{t-1}`` with the gate projections (as ours does), then
-   copied to full ``Ck x Cv`` maps with ``repeat_interleave`` (a physical copy, as released) and applied
-   with element-wise einsums followed by ``.contiguous()``; ours broadcasts ``[H, Ck, 1]`` gate views.
+   copied to full ``Ck x Cv`` maps (a physical copy, as released: beta with ``repeat_interleave``, the
+   official-form alpha with ``repeat``, tiled across heads; the exp-form alpha, which the release does
+   not have, with ``repeat_interleave``) and applied with element-wise einsums followed by
+   ``.contiguous()``; ours broadcasts ``[H, Ck, 1]`` gate views (a full map for the official alpha).
 4. **Readout.** An einsum of the query keys with the full state, per frame.
 5. **Precision and execution.** fp32 and eager always.
 
@@ -149,7 +151,11 @@ class ReleasedStyleMemory(MemoryRule):
             assert gates is not None and gates.a_proj is not None
             logits = F.linear(full, gates.a_proj.weight)  # [B, Ck, H]
             g = log_decay(logits, gates.A_log, gates.dt_bias)
-            alpha = decay_multiplier(g, self.decay_form).repeat_interleave(self.head_dim, dim=2)
+            alpha = decay_multiplier(g, self.decay_form)
+            if self.decay_form == "official":  # the release's alpha.repeat(1, 1, 1, Cv // H)
+                alpha = alpha.repeat(1, 1, self.head_dim)
+            else:
+                alpha = alpha.repeat_interleave(self.head_dim, dim=2)
         return alpha, beta
 
     def read(self, state: State, query: Tensor) -> Tensor:

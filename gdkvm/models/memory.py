@@ -168,7 +168,8 @@ class _GatedDeltaFamily(MemoryRule):
         return {"S": torch.zeros(batch, self.heads, self.key_dim, self.head_dim, device=device, dtype=dt)}
 
     def gate_maps(self, prev: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """``(alpha, beta)`` for the write from ``S_{t-1}``: ``[B, H, Ck, 1]`` each, or None (= 1)."""
+        """``(alpha, beta)`` for the write from ``S_{t-1}``, or None (= 1): ``[B, H, Ck, 1]`` each, except
+        the official-form alpha, a full ``[B, H, Ck, Dv]`` map tiled across heads as released."""
         if self.gate_override is not None:
             return self.gate_override(prev)
         if self.gates is None:

@@ -5,16 +5,23 @@ Decay parametrisation (Gated DeltaNet, used by both): from logits ``a`` (one per
 
 * ``decay_form="exp"`` (default): the multiplier is ``alpha = exp(g)``, a proper decay in (0, 1].
 * ``decay_form="official"``: the multiplier is ``g`` itself, a negative number (the released GDKVM code
-  multiplies the state by the log-gate without ``exp``). Kept to compare with the official behaviour.
+  multiplies the state by the log-gate without ``exp``). Kept to compare with the official behaviour,
+  and released in every detail: alpha is expanded over the value channels as the release's
+  ``alpha.repeat(1, 1, 1, Cv // H)`` does (channel c takes head ``c % H``, see :func:`tile_heads`),
+  ``b_proj`` has no bias and ``A ~ U(0, 16)``.
 
-Init: ``A ~ U(1, 16)``, ``A_log = log A``; ``dt`` log-uniform in [1e-3, 0.1] floored at 1e-4 and
-``dt_bias = softplus^-1(dt)``. Both are flagged ``_no_weight_decay``.
+Init: ``A ~ U(1, 16)`` (``U(0, 16)`` for the official form, as released), ``A_log = log A``; ``dt``
+log-uniform in [1e-3, 0.1] floored at 1e-4 and ``dt_bias = softplus^-1(dt)``. Both are flagged
+``_no_weight_decay``.
 
 GDR-family gates (:class:`StateGates`) are projected from the previous state ``S_{t-1}``, as in the paper
 (§3.3) and the official code: every one of the Ck rows of the full ``Ck x Cv`` state goes through
-``Linear(Cv -> heads)``, giving logits per (key row, head); the gate is constant along the head's Dv
-value columns, so alpha and beta are ``Ck x Cv`` maps with shape ``[B, H, Ck, 1]`` (broadcast over Dv).
-Parameters: ``2 * Cv * heads + 3 * heads`` (4,120 at paper size).
+``Linear(Cv -> heads)``, giving logits per (key row, head). beta (and alpha in the exp form) is constant
+along the head's Dv value columns (the release's ``repeat_interleave``: channel c takes head ``c // Dv``),
+so it is a ``Ck x Cv`` map with shape ``[B, H, Ck, 1]`` (broadcast over Dv). The official-form alpha is
+tiled across the heads instead (channel c takes head ``c % H``), a full map ``[B, H, Ck, Dv]``.
+Parameters: ``2 * Cv * heads + 3 * heads`` (4,120 at paper size; ``2 * Cv * heads + 2 * heads`` for the
+official form, whose b_proj has no bias).
 """
 
 from __future__ import annotations
@@ -68,6 +75,18 @@ def decay_multiplier(g: Tensor, decay_form: str) -> Tensor:
     raise unknown_name("decay form", decay_form, DECAY_FORMS)
 
 
+def tile_heads(gate: Tensor, head_dim: int) -> Tensor:
+    """The release's ``repeat`` expansion of a per-head gate: ``[B, H, Ck]`` -> ``[B, H, Ck, Dv]``.
+
+    In the full ``Ck x Cv`` layout the release tiles the H head values along the channels
+    (``alpha.repeat(1, 1, 1, Cv // H)``), so value channel ``c = h * Dv + d`` takes head ``c % H``:
+    ``out[b, h, k, d] = gate[b, (h * Dv + d) % H, k]``.
+    """
+    heads = gate.shape[1]
+    idx = (torch.arange(heads * head_dim, device=gate.device) % heads).view(heads, head_dim)
+    return gate[:, idx].permute(0, 1, 3, 2)  # [B, H, Dv, Ck] -> [B, H, Ck, Dv]
+
+
 def _compute_dtype(*tensors: Tensor) -> torch.dtype:
     dt = torch.float32
     for t in tensors:
@@ -94,7 +113,9 @@ def state_gates(
         decay_form: ``"exp"`` or ``"official"``.
 
     Returns:
-        ``(alpha, beta)``, each ``[B, H, Ck, 1]`` in at least fp32, or None when its weight is None.
+        ``(alpha, beta)`` in at least fp32, or None when its weight is None: beta ``[B, H, Ck, 1]``;
+        alpha ``[B, H, Ck, 1]`` (exp form) or the full tiled map ``[B, H, Ck, Dv]`` (official form,
+        :func:`tile_heads`).
     """
     b, h, ck, dv = state.shape
     params = [p for p in (a_weight, b_weight) if p is not None]
@@ -106,7 +127,8 @@ def state_gates(
             assert a_log is not None and dt_bias is not None
             logits = torch.einsum("bhkd,ghd->bgk", s, a_weight.to(dt).view(-1, h, dv))
             g = log_decay(logits, a_log.to(dt)[:, None], dt_bias.to(dt)[:, None])
-            alpha = decay_multiplier(g, decay_form).unsqueeze(-1)
+            mult = decay_multiplier(g, decay_form)
+            alpha = tile_heads(mult, dv) if decay_form == "official" else mult.unsqueeze(-1)
         if b_weight is not None:
             logits = torch.einsum("bhkd,ghd->bgk", s, b_weight.to(dt).view(-1, h, dv))
             if b_bias is not None:
@@ -122,7 +144,8 @@ class StateGates(nn.Module):
         value_dim: Cv (a multiple of ``heads``).
         heads: number of value heads H (gate granularity along Cv).
         use_alpha, use_beta: which gates exist (the Table 4 ablations drop one).
-        decay_form: ``"exp"`` or ``"official"`` (module docstring).
+        decay_form: ``"exp"`` or ``"official"`` (module docstring; the official form also takes the
+            release's init: b_proj without bias, ``A ~ U(0, 16)``).
     """
 
     def __init__(
@@ -132,11 +155,13 @@ class StateGates(nn.Module):
         self.decay_form = check_decay_form(decay_form)
         self.a_proj = nn.Linear(value_dim, heads, bias=False) if use_alpha else None
         self.b_proj = None
+        official = self.decay_form == "official"
         if use_beta:
-            self.b_proj = nn.Linear(value_dim, heads, bias=True)
-            nn.init.zeros_(self.b_proj.bias)
+            self.b_proj = nn.Linear(value_dim, heads, bias=not official)
+            if self.b_proj.bias is not None:
+                nn.init.zeros_(self.b_proj.bias)
         if use_alpha:
-            a_log, dt_bias = gdn_decay_parameters(heads)
+            a_log, dt_bias = gdn_decay_parameters(heads, a_min=0.0 if official else 1.0)
             self.A_log = nn.Parameter(a_log)
             self.dt_bias = nn.Parameter(dt_bias)
             self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
@@ -146,7 +171,7 @@ class StateGates(nn.Module):
             self.dt_bias = None
 
     def forward(self, state: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """``state [B, H, Ck, Dv]`` -> ``(alpha [B, H, Ck, 1] | None, beta [B, H, Ck, 1] | None)``."""
+        """``state [B, H, Ck, Dv]`` -> ``(alpha | None, beta | None)`` as :func:`state_gates` returns them."""
         return state_gates(
             state,
             None if self.a_proj is None else self.a_proj.weight,
@@ -226,4 +251,5 @@ __all__ = [
     "gdn_decay_parameters",
     "log_decay",
     "state_gates",
+    "tile_heads",
 ]

@@ -268,21 +268,72 @@ def test_decay_forms():
     torch.manual_seed(5)
     exp_rule = build_memory("gdr", 6, 8, heads=2).double()
     off_rule = build_memory("gdr", 6, 8, heads=2, decay_form="official").double()
-    off_rule.load_state_dict(exp_rule.state_dict())
+    # the official form has the release's bias-free b_proj; the exp rule's bias is at its init, 0
+    assert torch.equal(exp_rule.gates.b_proj.bias, torch.zeros(2, dtype=F64))
+    missing = off_rule.load_state_dict(exp_rule.state_dict(), strict=False)
+    assert missing.missing_keys == [] and missing.unexpected_keys == ["gates.b_proj.bias"]
     keys, values, _ = _frames(15, 2, 2, 5, 6, 8)
     s = exp_rule.write(exp_rule.init_state(2, CPU, F64), keys[0], values[0])["S"]
     a_exp, b_exp = exp_rule.gate_maps(s)
     a_off, b_off = off_rule.gate_maps(s)
-    assert a_exp.shape == (2, 2, 6, 1)
+    assert a_exp.shape == (2, 2, 6, 1) and a_off.shape == (2, 2, 6, 4)
     assert bool(((a_exp > 0) & (a_exp < 1)).all())
     assert bool((a_off < 0).all())
-    torch.testing.assert_close(a_off, torch.log(a_exp), rtol=1e-10, atol=1e-12)  # official = the log-gate g
+    # official = the log-gate g, tiled across heads: value channel c takes head c % H
+    log_a = torch.log(a_exp).squeeze(-1)  # [B, H, Ck]
+    tiled = log_a.permute(0, 2, 1).repeat(1, 1, 4)  # [B, Ck, Cv]
+    torch.testing.assert_close(_to_full(a_off), tiled, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(b_off, b_exp)
     # the log-gate follows the GDN parametrisation g = -exp(A_log) softplus(a + dt_bias)
     gates = exp_rule.gates
     logits = torch.einsum("bhkd,ghd->bgk", s, gates.a_proj.weight.view(2, 2, 4))
     g = -torch.exp(gates.A_log)[:, None] * F.softplus(logits + gates.dt_bias[:, None])
-    torch.testing.assert_close(a_off.squeeze(-1), g, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(log_a, g, rtol=1e-10, atol=1e-12)
+
+
+def _released_gdr_write(full_s, key, value, a_weight, b_weight, a_log, dt_bias, heads):
+    """Transcription of the released GDKVM step on the full ``[B, Ck, Cv]`` state (torch semantics)."""
+    cv = full_s.shape[-1]
+    beta = torch.sigmoid(full_s @ b_weight.T)  # b_proj without bias: [B, Ck, H]
+    beta = beta.repeat_interleave(cv // heads, dim=2)  # [B, Ck, Cv]
+    alpha = -a_log.exp() * F.softplus(full_s @ a_weight.T + dt_bias)  # [B, Ck, H]
+    alpha = alpha.repeat(1, 1, cv // heads)  # tiled across heads: [B, Ck, Cv]
+    v_old = torch.einsum("bnk,bkv->bnv", key, full_s)
+    eraser = beta * torch.einsum("bnk,bnv->bkv", key, v_old)
+    new = beta * torch.einsum("bnk,bnv->bkv", key, value)
+    return alpha * (full_s - eraser) + new
+
+
+def test_official_form_matches_the_release():
+    """decay_form="official": alpha tiled with repeat, beta interleaved, bias-free b_proj, A ~ U(0, 16)."""
+    b, ck, h, dv, n = 2, 5, 3, 2, 4  # Dv not a multiple of H, so the tiling mixes heads inside a head
+    rule = _rule("gdr", ck=ck, cv=h * dv, heads=h, decay_form="official", seed=26)
+    gates = rule.gates
+    assert gates.b_proj.bias is None
+    g = torch.Generator().manual_seed(27)
+    s_prev = torch.randn(b, h, ck, dv, generator=g, dtype=F64) * 0.3
+    alpha, beta = rule.gate_maps(s_prev)
+    assert alpha.shape == (b, h, ck, dv) and beta.shape == (b, h, ck, 1)
+    full = _to_full(s_prev)
+    ref_alpha = (-gates.A_log.exp() * F.softplus(full @ gates.a_proj.weight.T + gates.dt_bias)).repeat(1, 1, dv)
+    torch.testing.assert_close(_to_full(alpha), ref_alpha, rtol=1e-12, atol=1e-12)
+    for hi in range(h):  # the explicit index map alpha[b, h, k, d] = g[b, (h * Dv + d) % H, k]
+        for d in range(dv):
+            head = (hi * dv + d) % h
+            torch.testing.assert_close(alpha[:, hi, :, d], ref_alpha[:, :, head], rtol=0, atol=0)
+    key = torch.randn(b, n, ck, generator=g, dtype=F64).softmax(-1)
+    value = torch.randn(b, n, h * dv, generator=g, dtype=F64)
+    query = torch.randn(b, n, ck, generator=g, dtype=F64).softmax(-1)
+    out, new_state = rule.write_read({"S": s_prev}, key, value, query)
+    expected = _released_gdr_write(
+        full, key, value, gates.a_proj.weight, gates.b_proj.weight, gates.A_log, gates.dt_bias, h
+    )
+    torch.testing.assert_close(_to_full(new_state["S"]), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, query @ expected, rtol=1e-12, atol=1e-12)
+    # the release's init of A: U(0, 16), so some heads start below the exp form's floor of 1
+    torch.manual_seed(0)
+    a = build_memory("gdr", 4, 64, heads=64, decay_form="official").gates.A_log.exp()
+    assert bool(((a > 0) & (a <= 16)).all()) and bool((a < 1).any())
 
 
 def test_decay_init_ranges():
