@@ -3,6 +3,9 @@
 One iteration draws the global batch of clips (a pure function of (seed, iteration), see
 :mod:`gdkvm.engine.sampling`), runs the clip wrapper ``model(clip) -> logits (B, T, O+1, H, W)``,
 takes CE + soft Dice over the supervised frames, clips the global gradient norm and steps AdamW.
+A model with ``forward_with_aux`` (the ``release`` variants) is run through it instead and its
+auxiliary loss (:func:`gdkvm.models.release_losses.release_aux_loss`, ``aux_total``) is added to the
+loss and logged as ``aux_total`` / ``aux_sensory_ce`` / ``aux_sensory_dice``.
 Every ``val_every`` iterations rank 0 streams the validation split through the model's stepper and
 keeps ``checkpoint_best``; every ``ckpt_every`` iterations (and at the end) it writes
 ``checkpoint_last`` and ``trainer_state.pt``. A NaN/inf loss or gradient stops the run with a
@@ -173,6 +176,38 @@ def lr_at(cfg: TrainConfig, iteration: int) -> float:
     return cfg.lr
 
 
+# ------------------------------------------------------------------------------ auxiliary losses
+
+#: The auxiliary loss terms logged for models with ``forward_with_aux`` (``aux_total`` is in the loss).
+AUX_TERMS = ("aux_total", "aux_sensory_ce", "aux_sensory_dice")
+
+
+class _AuxForward(nn.Module):
+    """``forward(clip) = model.forward_with_aux(clip)``, so that DDP wraps (and syncs) the aux forward."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, clip: torch.Tensor) -> Any:
+        return self.model.forward_with_aux(clip)
+
+
+def _aux_loss_terms(aux: dict[str, torch.Tensor], masks: torch.Tensor, labeled: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The release's auxiliary loss (:func:`gdkvm.models.release_losses.release_aux_loss`, float32) over
+    the clips whose first and last frames carry a reference mask (an unlabeled frame's mask is all zeros,
+    which the aux loss would take for background). Zero, still attached to the graph, when none does."""
+    from gdkvm.models.release_losses import release_aux_loss
+
+    logits = aux["sensory_logits"].float()
+    keep = labeled[:, 0].bool() & labeled[:, -1].bool()
+    if not bool(keep.any()):
+        zero = logits.sum() * 0.0
+        return {k: zero for k in AUX_TERMS}
+    terms = release_aux_loss({**aux, "sensory_logits": logits[keep]}, masks[keep])
+    return {k: terms[k] for k in AUX_TERMS}
+
+
 # ------------------------------------------------------------------------------ gate statistics
 
 
@@ -306,6 +341,8 @@ class Trainer:
             # one set of batch statistics over the global batch (frozen BN needs no synchronisation)
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = build_optimizer(self.model, cfg)
+        # models with auxiliary heads (the release model) train through forward_with_aux + their aux loss
+        self.with_aux = callable(getattr(self.model, "forward_with_aux", None))
 
     # -- state ---------------------------------------------------------------------------------
     def load_backbone(self) -> None:
@@ -418,13 +455,23 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
+        aux_terms: dict[str, torch.Tensor] = {}
         with autocast_context(self.device, cfg.amp):
-            logits = model(images)
+            if self.with_aux:
+                logits, aux = model(images)
+            else:
+                logits = model(images)
+        if self.with_aux:
+            aux_terms = _aux_loss_terms(aux, masks, batch["labeled"].to(self.device))
         sums = segmentation_loss(logits, masks, frames, cfg.ce_weight, cfg.dice_weight)
-        reduced = all_reduce_sum(torch.stack([sums.ce.detach(), sums.dice.detach(), sums.frames]).float())
-        ce_sum, dice_sum, n_frames = (float(v) for v in reduced)
+        parts = [sums.ce.detach(), sums.dice.detach(), sums.frames]
+        parts += [aux_terms[k].detach() for k in AUX_TERMS if aux_terms]
+        reduced = all_reduce_sum(torch.stack([p.float() for p in parts]))
+        ce_sum, dice_sum, n_frames = (float(v) for v in reduced[:3])
+        aux_mean = {k: float(v) / self.info.world_size for k, v in zip(AUX_TERMS, reduced[3:], strict=False)}
         denominator = max(n_frames, 1.0)
         loss_value = (cfg.ce_weight * ce_sum + cfg.dice_weight * dice_sum) / denominator
+        loss_value += aux_mean.get("aux_total", 0.0)
         where = f"iteration {self.iteration + 1}"
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(
@@ -434,6 +481,9 @@ class Trainer:
         # DDP averages gradients over ranks: scaling by world_size makes the result the gradient of
         # the global mean over every supervised frame of the global batch.
         loss = sums.total(torch.tensor(denominator)) * self.info.world_size
+        if aux_terms:
+            # each rank's aux term is a mean over its own clips; DDP's gradient average makes it the global mean
+            loss = loss + aux_terms["aux_total"]
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
         if not math.isfinite(grad_norm):
@@ -447,6 +497,7 @@ class Trainer:
             "loss": loss_value,
             "ce": ce_sum / denominator,
             "dice_loss": dice_sum / denominator,
+            **aux_mean,
             "frames": int(n_frames),
             "lr": lr,
             "grad_norm": grad_norm,
@@ -458,10 +509,10 @@ class Trainer:
         cfg = self.cfg
         start = self.iteration
         stop = cfg.iterations if max_steps is None else min(cfg.iterations, start + max_steps)
-        model: nn.Module = self.model
+        model: nn.Module = _AuxForward(self.model) if self.with_aux else self.model
         if self.info.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.model.train()
         metrics = MetricsLog(self.paths.metrics, self.info.is_main)
         t_start = time.perf_counter()
