@@ -24,10 +24,14 @@ What differs from our memory implementation (``gdkvm.models.memory`` + ``gdkvm.k
 
 What is deliberately the same, so that both paths compute the same function (the benchmark checks that
 their masks agree; a speed-up only counts if they do): the rest of the network (our encoders, KPFF,
-object transformer and decoder modules and their weights), the first frame (our model starts from an
-empty memory; the released code initialises ``S_0 = K_0^T V_0``), the decay form of the model's config
-(``exp`` by default; the released code's negative log-gate is ``decay_form="official"``), and the
-order read -> segment -> encode value -> write.
+object transformer and decoder modules and their weights), the first frame (our model writes it into an
+empty memory with the rule's gates; the released code initialises ``S_0 = K_0^T V_0``), the decay form
+of the model's config (``exp`` by default; the released code's negative log-gate is
+``decay_form="official"``), and the model's step order: by default ``step_order="paper"``, as released
+(encode the value from the previous frame's mask -> write ``S_t`` -> read ``S_t`` with the same keys
+``K_t`` -> segment; the released-style memory runs the base class's ``write_read``, a write then a
+read), or ``"read-first"`` (read ``S_{t-1}`` -> segment -> encode the value from the prediction ->
+write).
 
 Only the gated-delta-rule family (``linear``, ``delta``, ``gdr``, ``gdr-wo-alpha``, ``gdr-wo-beta``) has
 a released-style form; gka and softmax have no released counterpart

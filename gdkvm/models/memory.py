@@ -11,9 +11,12 @@ Dv = Cv / H):
   ``Cv x Ck`` state, split into value heads); gka keeps ``H: [B, H, Ck, Ck]`` and ``M: [B, H, Ck, Dv]``;
   softmax keeps every ``K: [B, T*N, Ck]`` and ``V: [B, T*N, Cv]``.
 
-Order of use per frame t: ``read(state_{t-1}, q_t)``, segment, then ``state_t = write(state_{t-1}, k_t,
-v_t)``. ``write_read(state_{t-1}, k_t, v_t, q_{t+1})`` returns ``(read(state_t, q_{t+1}), state_t)`` in
-one fused call. The math of every rule is in ``docs/memory.md``.
+Order of use per frame t in the model's default ``step_order="paper"`` (the paper and the released
+code): encode ``v_t`` from the previous frame's mask, ``state_t = write(state_{t-1}, k_t, v_t)``, then
+``read(state_t, k_t)`` with the same keys, in one fused call ``write_read(state_{t-1}, k_t, v_t, q)``,
+which returns ``(read(state_t, q), state_t)``. ``step_order="read-first"`` (gdkvm 0.1) calls
+``read(state_{t-1}, q_t)``, segments, then ``write(state_{t-1}, k_t, v_t)``. The math of every rule is in
+``docs/memory.md``.
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ class MemoryRule(nn.Module):
     ) -> tuple[Tensor, State]:
         """Fused ``write`` then ``read``: ``(read(new_state, next_query), new_state)``.
 
-        In the streaming loop: the write of frame t fused with the readout of frame t+1.
+        In the model's paper step order the query is the written frame's own keys (write S_t, then read it
+        with K_t); any query works, e.g. the next frame's.
         """
         new_state = self.write(state, key, value)
         return self.read(new_state, next_query), new_state
