@@ -426,8 +426,8 @@ class SoftmaxMemory(MemoryRule):
 
     The rule takes **pre-softmax** keys (``raw_keys = True``: the model skips its softmax over
     channels for it). Softmax-over-channels keys are non-negative with ``q.k`` in [0, 1], so at a fixed
-    ``tau = sqrt(Ck)`` the attention is almost uniform (max/min weight ratio about 1.13 at paper size)
-    and the rule cannot pick out the matching pixel.
+    ``tau = sqrt(Ck)`` the logits span at most ``1 / 8`` and the attention is almost uniform (max/min
+    weight ratio at most ``e^(1/8) = 1.13``), so the rule could not pick out the matching pixel.
 
     Options:
         ``normalize`` (default True): L2-normalise keys and queries per pixel, so ``sim`` is the cosine
