@@ -19,6 +19,31 @@ from pathlib import Path
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux reports it (``/proc/self/status``);
+    elsewhere by the set-and-restore ``os.umask`` round trip."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plainly created file gets under the current umask (0o666 & ~umask, e.g. 0o644)."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """The mode a plainly created folder gets under the current umask (0o777 & ~umask, e.g. 0o755)."""
+    return 0o777 & ~current_umask()
+
+
 def _write_error(target: Path, e: OSError) -> Exception:
     from gdkvm.errors import DataError
 
@@ -31,7 +56,8 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
 
     The temporary file lives in the same folder (same filesystem), so the final ``os.replace`` is
     atomic. On an exception the temporary file is removed and ``target`` is left untouched. A full
-    disk, a read-only or forbidden place becomes a one-line DataError naming ``target``.
+    disk, a read-only or forbidden place becomes a one-line DataError naming ``target``. ``mkstemp``
+    makes the file private (0600); before the rename it gets the umask's usual mode (:func:`file_mode`).
     """
     target = Path(target)
     sfx = suffix if suffix is not None else "".join(target.suffixes)
@@ -46,6 +72,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, target)
     except OSError as e:
         if e.errno in _WRITE_ERRNOS:
@@ -71,7 +98,8 @@ def atomic_write_text(target: str | Path, text: str, encoding: str = "utf-8") ->
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary folder next to ``target``; it replaces ``target`` only on success.
 
-    An existing ``target`` is swapped out and removed after the new folder is in place.
+    An existing ``target`` is swapped out and removed after the new folder is in place. ``mkdtemp``
+    makes the folder private (0700); before the rename it gets the umask's usual mode (:func:`dir_mode`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +107,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, dir_mode())
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             old.rmdir()
