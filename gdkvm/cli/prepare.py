@@ -117,17 +117,25 @@ def synthetic(
     patients: Annotated[int, typer.Option("--patients", min=1, help="Number of CAMUS patients.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same files.")] = 0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    difficulty: Annotated[str, typer.Option(
+        "--difficulty", metavar="LEVEL",
+        help="How real the images look: easy (the gdkvm 0.1 phantom), medium, realistic (calibrated on real "
+             "EchoNet-Dynamic statistics) or hard.")] = "realistic",
 ) -> None:
     """Write a synthetic phantom in the real CAMUS and EchoNet-Dynamic on-disk formats, with exact truth.
 
     [bold]Examples[/]
 
       gdkvm prepare synthetic --out data/raw/synthetic --patients 20 --seed 0
+      gdkvm prepare synthetic --out data/raw/easy --patients 8 --difficulty easy
     """
+    from gdkvm.data.phantom.difficulty import get_difficulty
     from gdkvm.data.synthetic import write_phantom
 
+    get_difficulty(difficulty)  # fail before any work
     with progress_callback("phantom", total=None) as update:
-        result = write_phantom(out, patients=patients, seed=seed, workers=workers, progress=update)
+        result = write_phantom(out, patients=patients, seed=seed, workers=workers, progress=update,
+                               difficulty=difficulty)
     table = Table(title="synthetic phantom", header_style="bold")
     table.add_column("item")
     table.add_column("path")
@@ -135,6 +143,7 @@ def synthetic(
     table.add_row("EchoNet-Dynamic", str(result.echonet_root))
     table.add_row("truth", str(result.truth_path))
     table.add_row("patients", str(result.patients))
+    table.add_row("difficulty", difficulty)
     console.print(table)
     console.print("next:")
     console.print(f"  gdkvm prepare camus --root {result.root}", soft_wrap=True, markup=False)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from gdkvm.data.phantom import writers
+from gdkvm.data.phantom.difficulty import DEFAULT_DIFFICULTY, get_difficulty
 from gdkvm.data.phantom.patient import CAMUS_VIEWS, ECHONET_FPS, ECHONET_SIZE, sample_patient
 from gdkvm.data.phantom.sequences import camus_sequence, echonet_video
 from gdkvm.data.phantom.tracing import disk_volume
@@ -39,6 +40,8 @@ TRUTH_SCHEMA = "gdkvm-phantom-truth/1"
 CAMUS_SPLITS = ("training", "validation", "testing")
 ECHONET_SPLITS = {"training": "TRAIN", "validation": "VAL", "testing": "TEST"}
 MIN_ECHONET_BEATS = 1.8
+# The phantom's look: 1 = gdkvm 0.1 (the ``easy`` difficulty today), 2 = the difficulty levels.
+PHANTOM_VERSION = 2
 _SPLIT_STREAM = 0  # rng stream of the split; patients use streams 1..N
 
 
@@ -74,9 +77,10 @@ def _r(x: float, digits: int = 4) -> float:
     return round(float(x), digits)
 
 
-def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, split: str) -> dict[str, Any]:
+def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, split: str, difficulty: str
+                   ) -> dict[str, Any]:
     """Render and write one patient's files under ``root``; return its truth and CSV rows."""
-    spec, rng = sample_patient(seed, index, echonet_beats)
+    spec, rng = sample_patient(seed, index, echonet_beats, difficulty)
     rng_2ch, rng_4ch, rng_echo = rng.spawn(3)
     name = spec.name
     folder = root / CAMUS_DIR / "database_nifti" / name
@@ -163,9 +167,9 @@ def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, spli
     }
 
 
-def _write_patient_job(args: tuple[str, int, int, float, str]) -> dict[str, Any]:
-    root, seed, index, beats, split = args
-    return _write_patient(Path(root), seed, index, beats, split)
+def _write_patient_job(args: tuple[str, int, int, float, str, str]) -> dict[str, Any]:
+    root, seed, index, beats, split, difficulty = args
+    return _write_patient(Path(root), seed, index, beats, split, difficulty)
 
 
 def _init_worker() -> None:
@@ -183,7 +187,8 @@ def _check_target(out: Path) -> None:
 
 
 def write_phantom(out: Path, patients: int = 20, seed: int = 0, *, echonet_beats: float = 2.5,
-                  workers: int = 1, progress: Callable[[int, int], None] | None = None) -> PhantomResult:
+                  workers: int = 1, progress: Callable[[int, int], None] | None = None,
+                  difficulty: str = DEFAULT_DIFFICULTY) -> PhantomResult:
     """Write the synthetic phantom to ``out`` (replacing a previous phantom there) and return its paths.
 
     Args:
@@ -193,6 +198,9 @@ def write_phantom(out: Path, patients: int = 20, seed: int = 0, *, echonet_beats
         echonet_beats: length of each EchoNet video in heart beats (>= 1.8, so it holds a full ED -> ES).
         workers: processes rendering patients in parallel (results do not depend on it).
         progress: called as ``progress(done, total)`` after each patient.
+        difficulty: how real and how hard the images look: ``easy`` (the gdkvm 0.1 phantom), ``medium``,
+            ``realistic`` (default, calibrated on real EchoNet-Dynamic statistics) or ``hard``. The hearts,
+            volumes and file layout are the same at every level.
     """
     out = Path(out)
     if patients < 1:
@@ -201,14 +209,15 @@ def write_phantom(out: Path, patients: int = 20, seed: int = 0, *, echonet_beats
         raise ConfigError(f"workers must be >= 1, got {workers}")
     if not echonet_beats >= MIN_ECHONET_BEATS:
         raise ConfigError(f"echonet_beats must be >= {MIN_ECHONET_BEATS}, got {echonet_beats}")
+    get_difficulty(difficulty)
     _check_target(out)
     splits = split_assignment(patients, seed)
     try:
         with atomic_dir(out) as tmp:
             tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; give the folder the usual mode
-            jobs = [(str(tmp), seed, i + 1, float(echonet_beats), splits[i]) for i in range(patients)]
+            jobs = [(str(tmp), seed, i + 1, float(echonet_beats), splits[i], difficulty) for i in range(patients)]
             records = _run_jobs(jobs, workers, progress)
-            _write_tables(tmp, records, splits, seed, echonet_beats)
+            _write_tables(tmp, records, splits, seed, echonet_beats, difficulty)
     except GdkvmError:
         raise
     except OSError as exc:
@@ -223,7 +232,7 @@ def _umask() -> int:
     return mask
 
 
-def _run_jobs(jobs: list[tuple[str, int, int, float, str]], workers: int,
+def _run_jobs(jobs: list[tuple[str, int, int, float, str, str]], workers: int,
               progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
     total = len(jobs)
     records: list[dict[str, Any]] = []
@@ -243,7 +252,7 @@ def _run_jobs(jobs: list[tuple[str, int, int, float, str]], workers: int,
 
 
 def _write_tables(root: Path, records: list[dict[str, Any]], splits: list[str], seed: int,
-                  echonet_beats: float) -> None:
+                  echonet_beats: float, difficulty: str) -> None:
     camus = root / CAMUS_DIR
     split_dir = camus / "database_split"
     split_dir.mkdir(parents=True)
@@ -266,6 +275,8 @@ def _write_tables(root: Path, records: list[dict[str, Any]], splits: list[str], 
         "seed": seed,
         "patients": len(records),
         "echonet_beats": echonet_beats,
+        "difficulty": difficulty,
+        "phantom_version": PHANTOM_VERSION,
         "units": {"EDV": "mL", "ESV": "mL", "EF": "percent", "volume_ml": "mL", "frames": "0-based"},
         "camus": {r["name"]: r["camus"] for r in records},
         "echonet": {r["echonet_name"]: r["echonet"] for r in records},

@@ -120,8 +120,9 @@ def test_invalid_choice_is_a_usage_error(tmp_path):
 def test_prepare_synthetic_passes_options(tmp_path, monkeypatch):
     calls = {}
 
-    def fake_write_phantom(out, patients=20, seed=0, *, echonet_beats=2.5, workers=1, progress=None):
-        calls.update(out=Path(out), patients=patients, seed=seed, workers=workers)
+    def fake_write_phantom(out, patients=20, seed=0, *, echonet_beats=2.5, workers=1, progress=None,
+                           difficulty="realistic"):
+        calls.update(out=Path(out), patients=patients, seed=seed, workers=workers, difficulty=difficulty)
         progress(1, 2)
         progress(2, 2)
         root = Path(out)
@@ -140,8 +141,18 @@ def test_prepare_synthetic_passes_options(tmp_path, monkeypatch):
         app, ["prepare", "synthetic", "--out", str(tmp_path / "ph"), "--patients", "3", "--seed", "5"]
     )
     assert result.exit_code == 0, result.output
-    assert calls == {"out": tmp_path / "ph", "patients": 3, "seed": 5, "workers": 1}
+    assert calls == {"out": tmp_path / "ph", "patients": 3, "seed": 5, "workers": 1, "difficulty": "realistic"}
     assert "gdkvm prepare camus --root" in result.output
+    result = runner.invoke(app, ["prepare", "synthetic", "--out", str(tmp_path / "e"), "--difficulty", "easy"])
+    assert result.exit_code == 0, result.output
+    assert calls["difficulty"] == "easy"
+
+
+def test_prepare_synthetic_rejects_an_unknown_difficulty(tmp_path):
+    result = runner.invoke(app, ["prepare", "synthetic", "--out", str(tmp_path / "ph"), "--difficulty", "extreme"])
+    assert result.exit_code != 0
+    assert "unknown phantom difficulty 'extreme'" in str(result.exception)
+    assert not (tmp_path / "ph").exists()
 
 
 def test_installed_command_reports_one_line_error(tmp_path):

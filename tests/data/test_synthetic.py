@@ -306,17 +306,19 @@ def test_images_look_like_echo(phantom):
             gt = _thw(folder / f"{name}_{view}_half_sequence_gt.nii.gz")[info["ed_index"]]
             sx, sy = info["spacing_xy_mm"]
             outside = _outside_fan(img.shape, sx, sy)
-            assert outside.mean() > 0.1 and img[outside].max() <= 2
+            # outside the fan: black but for the sparse scanner overlays (depth dots, text blobs)
+            assert outside.mean() > 0.1 and np.mean(img[outside] > 2) < 0.03
             near_axis = ~_outside_fan(img.shape, sx, sy, margin_px=-40)
-            assert img[near_axis].mean() > 20
+            assert img[near_axis].mean() > 8  # not an empty fan (realistic gain is low)
             blood = img[_erode(gt == 1)]
             myo = img[_erode(gt == 2)]
-            assert blood.mean() < 0.4 * myo.mean() and myo.mean() - blood.mean() > 40
+            assert blood.mean() < 0.4 * myo.mean() and myo.mean() - blood.mean() > 25
             cv = myo.std() / myo.mean()  # log-compressed speckle plus texture
-            assert 0.1 < cv < 0.6
+            assert 0.1 < cv < 1.2  # realistic walls are patchy: specular peaks and dropout
     for video in truth["echonet"]:
         frame = _decode(phantom.echonet_root / "Videos" / f"{video}.avi")[0, :, :, 0]
-        assert frame[_outside_fan(frame.shape, 1.0, 1.0, margin_px=2.5)].max() <= 8  # JPEG ringing only
+        outside = frame[_outside_fan(frame.shape, 1.0, 1.0, margin_px=2.5)]
+        assert np.mean(outside > 8) < 0.02  # JPEG ringing and the overlays only
 
 
 def test_envelope_speckle_is_rayleigh():
@@ -486,10 +488,10 @@ def test_refuses_to_replace_a_foreign_folder(tmp_path):
 def test_failure_midway_leaves_no_partial_folder(tmp_path, monkeypatch):
     real = synthetic._write_patient
 
-    def failing(root, seed, index, beats, split):
+    def failing(root, seed, index, beats, split, difficulty):
         if index == 2:
             raise RuntimeError("boom")
-        return real(root, seed, index, beats, split)
+        return real(root, seed, index, beats, split, difficulty)
 
     monkeypatch.setattr(synthetic, "_write_patient", failing)
     with pytest.raises(RuntimeError, match="boom"):

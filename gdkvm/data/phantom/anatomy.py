@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gdkvm.data.phantom.difficulty import Papillary
 from gdkvm.data.phantom.profiles import (
     CAV_C,
     CAV_H,
@@ -78,6 +79,9 @@ class ViewAnatomy:
     ra_roof_mm: float = 0.0
     septum_gap_depth: float = 0.0  # echo loss of the thin interatrial septum (fossa ovalis)
     aorta: tuple[float, float, float] | None = None  # descending aorta (u, z, radius) in mm
+    # muscle inside the LV cavity (image only: the LV label runs behind it, as experts trace)
+    papillary: tuple[Papillary, ...] = ()
+    trabeculation: float = 0.0  # echo of the apical trabecular layer relative to myocardium
 
 
 @dataclass(frozen=True)
@@ -217,11 +221,37 @@ def tissue_maps(anat: ViewAnatomy, st: FrameState, u: np.ndarray, z: np.ndarray,
     _paint(echo, la, e.blood)
     _paint(echo, myo, np.float32(1.0) if myo_texture is None else myo_texture)
     _paint(echo, cav, e.blood)
+    if anat.papillary or anat.trabeculation > 0:
+        _paint_cavity_muscle(anat, length, u, z, c, h, cav, echo, myo_texture)
     _paint_mitral(anat, st, echo, valves)
     for d in anat.dropouts:
         gauss = np.exp(-0.5 * _ellipse_q(u, z, d.u_mm, d.z_mm, d.su_mm, d.sz_mm))
         echo *= 1.0 - d.depth * gauss
     return labels, echo
+
+
+_TRABECULAR_LAYER_MM = 2.5
+_TRABECULAR_ZONE = 0.3  # apical fraction of the LV length holding trabeculation
+
+
+def _paint_cavity_muscle(anat: ViewAnatomy, length: float, u: np.ndarray, z: np.ndarray, c: np.ndarray,
+                         h: np.ndarray, cav: np.ndarray, echo: np.ndarray, myo_texture: np.ndarray | None) -> None:
+    """Papillary muscles (blobs attached to a wall at mid-cavity) and the apical trabecular layer, both
+    placed relative to the current cavity chord so they move with the walls."""
+    texture = np.float32(1.0) if myo_texture is None else myo_texture
+    offset = u - c
+    for p in anat.papillary:
+        from_wall = h - p.side * offset  # distance from the wall on side p.side into the cavity
+        q = ((from_wall - 0.4 * p.width_mm) * (2.0 / p.width_mm)) ** 2
+        q += ((z - p.z_frac * length) * (2.0 / p.length_mm)) ** 2
+        _paint(echo, cav & (q <= 1.0), np.float32(p.echo) * texture)
+    if anat.trabeculation > 0:
+        near_wall = np.clip(1.0 - (h - np.abs(offset)) * (1.0 / _TRABECULAR_LAYER_MM), 0.0, 1.0)
+        apical = np.clip(1.0 - z * (1.0 / (_TRABECULAR_ZONE * length)), 0.0, 1.0)
+        strands = np.clip(2.0 * (texture - 0.9), 0.0, 2.0)  # fragmented: only where the texture is high
+        weight = near_wall * apical
+        layer = cav & (weight > 0)
+        _paint(echo, layer, echo + np.float32(anat.trabeculation) * weight * strands)
 
 
 def _paint_right_heart(anat: ViewAnatomy, st: FrameState, u: np.ndarray, z: np.ndarray, ce: np.ndarray,

@@ -14,6 +14,14 @@ import numpy as np
 
 from gdkvm.data.phantom.anatomy import Dropout, Echogenicity, ViewAnatomy
 from gdkvm.data.phantom.cycle import CardiacCycle, sample_cycle, with_systole
+from gdkvm.data.phantom.difficulty import (
+    DEFAULT_DIFFICULTY,
+    Difficulty,
+    ViewLook,
+    draw_look,
+    get_difficulty,
+    look_rng,
+)
 from gdkvm.data.phantom.geometry import PixelGrid, PolarGrid, Pose, Sector
 from gdkvm.data.phantom.render import ViewSetup
 from gdkvm.data.phantom.shape import LVShape, sample_shape
@@ -67,8 +75,9 @@ def _draw_quality(rng: np.random.Generator, base: str) -> str:
     return QUALITIES[min(max(i, 0), 2)]
 
 
-def _imaging(rng: np.random.Generator, quality: str, coarse: bool) -> ImagingParams:
-    """Scanner settings; ``coarse`` mimics EchoNet's strong downsampling (wider effective PSF)."""
+def _imaging(rng: np.random.Generator, quality: str, coarse: bool, look: ViewLook) -> ImagingParams:
+    """Scanner settings; ``coarse`` mimics EchoNet's strong downsampling (wider effective PSF); ``look``
+    shifts gain, dynamic range and clutter."""
     q = QUALITIES.index(quality)
     axial = rng.uniform(0.34, 0.44) * (1.8 if coarse else 1.0)
     lateral = float(np.deg2rad(rng.uniform(0.55, 0.8))) * (1.0 + 0.2 * q) * (1.7 if coarse else 1.0)
@@ -79,20 +88,23 @@ def _imaging(rng: np.random.Generator, quality: str, coarse: bool) -> ImagingPar
         attenuation_db_per_mm=rng.uniform(0.0, 0.025) + 0.01 * q,
         tgc_db_per_mm=rng.uniform(0.17, 0.22),
         noise_db=rng.uniform(-64.0, -58.0) + 5.0 * q,
-        clutter_near_db=rng.uniform(-16.0, -10.0) + 4.5 * q,
+        clutter_near_db=rng.uniform(-16.0, -10.0) + 4.5 * q + look.clutter_db,
         clutter_decay_mm=rng.uniform(14.0, 24.0),
-        haze_db=rng.uniform(-44.0, -38.0) + 5.0 * q,
-        dynamic_range_db=rng.uniform(54.0, 62.0) - 3.0 * q,
-        gray_myocardium=rng.uniform(105.0, 130.0) - 8.0 * q,
+        haze_db=rng.uniform(-44.0, -38.0) + 5.0 * q + look.clutter_db,
+        dynamic_range_db=(rng.uniform(54.0, 62.0) - 3.0 * q) * look.dynamic_range_scale,
+        gray_myocardium=rng.uniform(105.0, 130.0) - 8.0 * q + look.gain_gray,
         edge_loss=rng.uniform(0.2, 0.45),
     )
 
 
-def _appearance(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, quality: str) -> ViewAnatomy:
-    """Acquisition-dependent look of a view: tissue brightness and echo dropout (worse in poor images)."""
+def _appearance(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, quality: str, look: ViewLook,
+                look_stream: np.random.Generator) -> ViewAnatomy:
+    """Acquisition-dependent look of a view: tissue brightness and echo dropout (worse in poor images).
+
+    ``look`` adds its dropouts (positions from ``look_stream``), cavity muscle and blood level."""
     q = QUALITIES.index(quality)
     echo = Echogenicity(
-        blood=rng.uniform(0.006, 0.01) * (1.0 + 0.5 * q),
+        blood=rng.uniform(0.006, 0.01) * (1.0 + 0.5 * q) * look.blood_scale,
         background=rng.uniform(0.12, 0.25),
         pericardium=rng.uniform(1.6, 2.6),
         valve=rng.uniform(0.9, 1.4),
@@ -112,7 +124,23 @@ def _appearance(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, qua
     if q == 2 or rng.random() < 0.2:  # apical near-field loss
         dropouts.append(Dropout(u_mm=0.0, z_mm=-0.5 * w0, su_mm=rng.uniform(8.0, 14.0), sz_mm=rng.uniform(5.0, 9.0),
                                 depth=rng.uniform(0.2, 0.6)))
-    return replace(anat, echo=echo, dropouts=tuple(dropouts))
+    dropouts.extend(_look_dropouts(look_stream, shape, anat, look))
+    return replace(anat, echo=echo, dropouts=tuple(dropouts), papillary=look.papillary,
+                   trabeculation=look.trabeculation)
+
+
+def _look_dropouts(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, look: ViewLook) -> list[Dropout]:
+    """The look's extra wall dropouts: anywhere along either wall, the lateral one more often, and the
+    basal septum / mitral annulus region where real views often fade."""
+    w0 = shape.wall_mm
+    out = []
+    for _ in range(look.extra_dropouts):
+        zd = rng.uniform(0.2, 1.0) * shape.length_mm
+        side = 1.0 if rng.random() < 0.65 else -1.0
+        _, h_d, _, _ = shape.cut(np.array([zd]), 0.0, anat.omega, w0)
+        out.append(Dropout(u_mm=side * (float(h_d[0]) + 0.5 * w0), z_mm=zd, su_mm=rng.uniform(6.0, 12.0),
+                           sz_mm=rng.uniform(10.0, 24.0), depth=rng.uniform(*look.dropout_depth)))
+    return out
 
 
 def _anatomy(rng: np.random.Generator, shape: LVShape, view: str) -> ViewAnatomy:
@@ -160,21 +188,24 @@ def _far_extent_mm(anat: ViewAnatomy) -> float:
 
 
 def _pose_and_depth(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, chest: float,
-                    tilt_deg: tuple[float, float], apex_x: tuple[float, float]) -> tuple[Pose, float]:
-    """Probe pose and the depth needed to show the atria."""
+                    tilt_deg: tuple[float, float], apex_x: tuple[float, float], look: ViewLook
+                    ) -> tuple[Pose, float]:
+    """Probe pose and the depth the fan needs: the atria shown whole, times the look's depth factor."""
     front = shape.apex_wall_ratio * (shape.wall_mm + anat.peri_gap_mm + anat.peri_thick_mm)
-    tilt = float(np.deg2rad(rng.uniform(*tilt_deg)))
-    pose = Pose(apex_x_mm=rng.uniform(*apex_x), apex_y_mm=chest + front + rng.uniform(3.0, 12.0), tilt_rad=tilt)
+    tilt = float(np.deg2rad(rng.uniform(*tilt_deg) + look.tilt_extra_deg))
+    pose = Pose(apex_x_mm=rng.uniform(*apex_x),
+                apex_y_mm=chest + front + rng.uniform(3.0, 12.0) + look.standoff_mm, tilt_rad=tilt)
     needed = pose.apex_y_mm + (_far_extent_mm(anat) + 4.0) * math.cos(tilt) + 6.0
-    return pose, needed
+    return pose, needed * look.depth_factor
 
 
-def _camus_setup(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, quality: str) -> ViewSetup:
-    anat = _appearance(rng, shape, anat, quality)
+def _camus_setup(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, quality: str, look: ViewLook,
+                 look_stream: np.random.Generator) -> ViewSetup:
+    anat = _appearance(rng, shape, anat, quality, look, look_stream)
     view = anat.view
     chest = rng.uniform(8.0, 13.0)
     tilt = (6.0, 16.0) if view == "4CH" else (-6.0, 8.0)
-    pose, needed = _pose_and_depth(rng, shape, anat, chest, tilt, (-6.0, 4.0))
+    pose, needed = _pose_and_depth(rng, shape, anat, chest, tilt, (-6.0, 4.0), look)
     height = int(rng.integers(300, 361))
     width = int(rng.integers(230, 286))
     depth = needed * rng.uniform(1.0, 1.08)
@@ -182,33 +213,39 @@ def _camus_setup(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, qu
     sy = (depth - y0) / ((height - 1) * rng.uniform(0.95, 0.99))
     sx = sy * rng.uniform(1.15, 1.35)
     sector = Sector(depth_mm=depth, half_angle_rad=float(np.deg2rad(rng.uniform(34.0, 40.0))))
-    imaging = _imaging(rng, quality, coarse=False)
+    imaging = _imaging(rng, quality, coarse=False, look=look)
     grid = PolarGrid(sector, dr_mm=imaging.psf_axial_mm / 1.3, dtheta_rad=imaging.psf_lateral_rad / 1.8)
     pixels = PixelGrid(height=height, width=width, spacing_x_mm=round(sx, 6), spacing_y_mm=round(sy, 6), y0_mm=y0)
     return ViewSetup(anatomy=anat, pose=pose, grid=grid, pixels=pixels, downscale=1, imaging=imaging,
-                     chest_wall_mm=chest, myo_texture_sigma=rng.uniform(0.2, 0.35),
-                     background_texture_sigma=rng.uniform(0.7, 1.0))
+                     chest_wall_mm=chest, myo_texture_sigma=rng.uniform(0.2, 0.35) * look.myo_texture_scale,
+                     background_texture_sigma=rng.uniform(0.7, 1.0), look=look)
 
 
-def _echonet_setup(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, quality: str) -> ViewSetup:
-    anat = _appearance(rng, shape, anat, quality)
+def _echonet_setup(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, quality: str, look: ViewLook,
+                   look_stream: np.random.Generator) -> ViewSetup:
+    anat = _appearance(rng, shape, anat, quality, look, look_stream)
     chest = rng.uniform(8.0, 13.0)
-    pose, needed = _pose_and_depth(rng, shape, anat, chest, (2.0, 18.0), (-8.0, 6.0))
+    pose, needed = _pose_and_depth(rng, shape, anat, chest, (2.0, 18.0), (-8.0, 6.0), look)
     depth = needed * rng.uniform(1.02, 1.15)
     spacing = depth / ECHONET_SIZE
     out = PixelGrid(height=ECHONET_SIZE, width=ECHONET_SIZE, spacing_x_mm=spacing, spacing_y_mm=spacing,
                     y0_mm=0.5 * spacing)
     sector = Sector(depth_mm=depth, half_angle_rad=float(np.deg2rad(rng.uniform(36.0, 42.0))))
-    imaging = _imaging(rng, quality, coarse=True)
+    imaging = _imaging(rng, quality, coarse=True, look=look)
     grid = PolarGrid(sector, dr_mm=imaging.psf_axial_mm / 1.3, dtheta_rad=imaging.psf_lateral_rad / 1.7)
     return ViewSetup(anatomy=anat, pose=pose, grid=grid, pixels=out.scaled(2), downscale=2, imaging=imaging,
-                     chest_wall_mm=chest, myo_texture_sigma=rng.uniform(0.2, 0.35),
-                     background_texture_sigma=rng.uniform(0.7, 1.0))
+                     chest_wall_mm=chest, myo_texture_sigma=rng.uniform(0.2, 0.35) * look.myo_texture_scale,
+                     background_texture_sigma=rng.uniform(0.7, 1.0), look=look)
 
 
-def sample_patient(seed: int, index: int, echonet_beats: float) -> tuple[PatientSpec, np.random.Generator]:
-    """Draw patient ``index`` (1-based) for ``seed``; also returns the generator for the image noise."""
+def sample_patient(seed: int, index: int, echonet_beats: float,
+                   difficulty: Difficulty | str = DEFAULT_DIFFICULTY) -> tuple[PatientSpec, np.random.Generator]:
+    """Draw patient ``index`` (1-based) for ``seed`` at ``difficulty``; also returns the generator for
+    the image noise. The heart and its file layout do not depend on the difficulty, only the looks do."""
+    if isinstance(difficulty, str):
+        difficulty = get_difficulty(difficulty)
     rng = np.random.default_rng([seed, index])
+    looks_stream = look_rng(seed, index)
     # the file-layout flags come first, so they stay put when the anatomy or imaging draws change
     reversed_half_sequence = bool(rng.random() < 0.1)
     es_first = bool(rng.random() < 0.5)
@@ -220,10 +257,13 @@ def sample_patient(seed: int, index: int, echonet_beats: float) -> tuple[Patient
     cycle = with_systole(cycle, (frames - 1) / fps)
     base = QUALITIES[int(rng.choice(3, p=[0.35, 0.45, 0.2]))]
     quality = {v: _draw_quality(rng, base) for v in (*CAMUS_VIEWS, "ECHONET")}
+    acquisitions = (*CAMUS_VIEWS, "ECHONET")
+    looks = {v: draw_look(looks_stream, difficulty, v) for v in acquisitions}
     anatomy = {v: _anatomy(rng, shape, v) for v in CAMUS_VIEWS}
-    setups = {v: _camus_setup(rng, shape, anatomy[v], quality[v]) for v in CAMUS_VIEWS}
+    setups = {v: _camus_setup(rng, shape, anatomy[v], quality[v], looks[v], looks_stream) for v in CAMUS_VIEWS}
     # the EchoNet video is another apical 4-chamber acquisition of the same heart
-    setups["ECHONET"] = _echonet_setup(rng, shape, anatomy["4CH"], quality["ECHONET"])
+    setups["ECHONET"] = _echonet_setup(rng, shape, anatomy["4CH"], quality["ECHONET"], looks["ECHONET"],
+                                       looks_stream)
     n_video = int(math.ceil(echonet_beats * cycle.period_s * ECHONET_FPS))
     spec = PatientSpec(
         index=index,

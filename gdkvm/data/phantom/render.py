@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gdkvm.data.phantom import speckle
+from gdkvm.data.phantom import effects, speckle
 from gdkvm.data.phantom.anatomy import LABEL_MYO, FrameState, ViewAnatomy, frame_state, tissue_maps
+from gdkvm.data.phantom.difficulty import ViewLook
 from gdkvm.data.phantom.geometry import PixelGrid, PolarGrid, Pose
 from gdkvm.data.phantom.motion import material_coords
 from gdkvm.data.phantom.profiles import ZAxis, ZIndex
@@ -36,6 +37,7 @@ class ViewSetup:
     chest_wall_mm: float  # depth of the layered chest wall in front of the heart
     myo_texture_sigma: float  # log-amplitude spread of the myocardial texture
     background_texture_sigma: float
+    look: ViewLook = ViewLook()  # the difficulty's scanner effects (neutral: none)
 
     @property
     def output_pixels(self) -> PixelGrid:
@@ -94,9 +96,15 @@ class ViewRenderer:
         self._chest = self._chest_profile(field_rng)
         self._chest_rows = int(np.flatnonzero(self._chest > 0).max(initial=-1)) + 1
         self._gain = speckle.depth_gain(grid, imaging)
+        look = setup.look
+        if look.shadows:
+            self._gain = self._gain * effects.shadow_gain(grid, look.shadows)
+        if look.sidelobe_db is not None:
+            self._haze_bank = speckle.receiver_noise(noise_rng, (2 * grid.n_r, 2 * grid.n_theta), grid, imaging)
         self._noise_amp = speckle.noise_amplitude(grid, imaging)
         self._maps = speckle.scan_conversion_maps(grid, setup.pixels)
         self._ref = frame_state(shape, setup.anatomy, self._axis, 0.0, 0.0)
+        self._overlay_seed = int(field_rng.integers(2**31)) if look.overlay else 0
         self._ref_db = self._reference_db()
 
     # ------------------------------------------------------------------ static pieces
@@ -117,14 +125,19 @@ class ViewRenderer:
         both = cv2.remap(self._textures, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         return both[:, :, 0], both[:, :, 1]
 
-    def _signal(self, st: FrameState) -> tuple[np.ndarray, np.ndarray]:
-        """Tissue echo (PSF-blurred, gained, before clutter/noise) and the echogenicity map."""
+    def _signal(self, st: FrameState, with_effects: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Tissue echo (PSF-blurred, gained, before clutter/noise) and the echogenicity map.
+
+        ``with_effects=False`` leaves out the look's incidence effects (the grey-level anchor uses it)."""
         big_u, big_z = material_coords(self._u, self._z, st.table, self._ref.table, self._zindex)
         tex_myo, tex_bg = self._sample_textures(big_u, big_z)
         _, echo = tissue_maps(self.setup.anatomy, st, self._u, self._z, zindex=self._zindex, myo_texture=tex_myo,
                               background_texture=tex_bg, valve_region=self._valve_region)
         rows = self._chest_rows  # the chest wall replaces the anatomy in the first rows
         echo[:rows] = self._chest[:rows, None] * tex_bg[:rows]
+        look = self.setup.look
+        if with_effects and (look.specular_gain > 0 or look.parallel_loss > 0):
+            echo = echo * effects.incidence(echo, self.setup.grid, look.specular_gain, look.parallel_loss)
         px, py = self.setup.pose.to_probe(big_u, big_z)
         map_x, map_y = self.setup.grid.fractional_index(px, py)
         scat = cv2.remap(self._scatter, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
@@ -135,7 +148,7 @@ class ViewRenderer:
 
     def _reference_db(self) -> float:
         """Median log-envelope of the myocardium at ED: the gray-level anchor of this acquisition."""
-        tissue, _ = self._signal(self._ref)
+        tissue, _ = self._signal(self._ref, with_effects=False)
         labels, _ = tissue_maps(self.setup.anatomy, self._ref, self._u, self._z, zindex=self._zindex,
                                 with_echo=False)
         env = speckle.envelope(tissue)[labels == LABEL_MYO]
@@ -153,11 +166,20 @@ class ViewRenderer:
         j0 = int(self._noise_rng.integers(tissue.shape[1]))
         noise = self._noise_bank[i0:i0 + tissue.shape[0], j0:j0 + tissue.shape[1]] * self._noise_amp[:, :, None]
         total = tissue + self._clutter + noise
+        look = self.setup.look
+        if look.sidelobe_db is not None:
+            haze = effects.side_lobe_haze(speckle.envelope(tissue), self.setup.grid, look.sidelobe_db, 6.0)
+            i0 = int(self._noise_rng.integers(tissue.shape[0]))
+            j0 = int(self._noise_rng.integers(tissue.shape[1]))
+            total += self._haze_bank[i0:i0 + tissue.shape[0], j0:j0 + tissue.shape[1]] * haze[:, :, None]
         gray = speckle.log_compress(speckle.envelope(total), self._ref_db, self.setup.imaging)
         img = speckle.scan_convert(gray, self._maps)
+        out = self.setup.output_pixels
         if self.setup.downscale > 1:
-            out = self.setup.output_pixels
             img = cv2.resize(img, (out.width, out.height), interpolation=cv2.INTER_AREA)
+        if look.overlay:
+            # the same markers on every frame of the acquisition
+            effects.burn_overlay(img, out, self.setup.grid, np.random.default_rng(self._overlay_seed))
         return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     def labels(self, m: float, pixels: PixelGrid | None = None) -> np.ndarray:
