@@ -39,7 +39,7 @@ from gdkvm.errors import ConfigError, GdkvmError, unknown_name
 from gdkvm.utils.atomic import atomic_write_text
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N")  # see gdkvm.utils.device
 
 #: Status strings of benchmark rows (a row's ``status`` starts with one of these).
 STATUS_OK = "ok"
@@ -48,24 +48,11 @@ STATUS_OOM = "oom"
 
 # ---------------------------------------------------------------------------------------------- options
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a one-line ConfigError."""
-    if name not in DEVICES:
-        raise unknown_name("device", name, DEVICES)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            build = (
-                "a CPU-only build"
-                if torch.version.cuda is None
-                else f"CUDA {torch.version.cuda}, no GPU visible"
-            )
-            raise ConfigError(
-                f"--device cuda: no CUDA device is available (torch {torch.__version__}, {build}); "
-                "use --device cpu or --device auto"
-            )
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    """``auto`` -> CUDA when available else CPU; ``cuda``/``cuda:N`` without a GPU, or an unknown name, is a
+    one-line ConfigError (:func:`gdkvm.utils.device.resolve_device`)."""
+    from gdkvm.utils.device import resolve_device as _resolve
+
+    return _resolve(name)
 
 
 def parse_int_list(option: str, text: str | Sequence[int], minimum: int = 1) -> tuple[int, ...]:

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import console, progress_callback
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+from gdkvm.cli.common import DEVICE_OPTION_HELP, console, progress_callback
+from gdkvm.utils.device import check_device_name
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -33,7 +27,7 @@ def ablate(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch (default: 10).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate (default: 1e-4).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: 0).")] = None,
-    device: Annotated[Device, typer.Option("--device", help="auto | cpu | cuda.")] = Device.auto,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)] = "auto",
     val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N iterations (default: 250).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split the rows are scored on.")] = "test",
     out: Annotated[Path, typer.Option("--out", help="Folder holding the run folders.")] = Path("results/runs"),
@@ -77,7 +71,7 @@ def ablate(
         seed_list = (seed,)
     scales = tuple(x.strip() for x in key_scale.split(",") if x.strip())
     ablation_plan(table, seed_list, scales, baselines)  # every option checked before any training
-    base = TrainConfig(data=str(data), device=device.value).with_overrides(
+    base = TrainConfig(data=str(data), device=check_device_name(device)).with_overrides(
         iterations=iterations, batch_size=batch_size, lr=lr, val_every=val_every,
         ckpt_every=val_every)
     rows = run_ablation(table, data, preset=preset, out=out, base=base, split=split, n_boot=n_boot,

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import console, progress_callback
+from gdkvm.cli.common import DEVICE_OPTION_HELP, console, progress_callback
+from gdkvm.utils.device import check_device_name
 
 bench_app = typer.Typer(
     help="Benchmarks: streaming FPS (ours vs the released-style reference), memory scaling with video "
@@ -26,18 +27,12 @@ bench_app = typer.Typer(
 )
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
 class Preset(str, Enum):
     paper = "paper"
     tiny = "tiny"
 
 
-DeviceOpt = Annotated[Device, typer.Option("--device", help="auto (CUDA if available), cpu or cuda.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -102,7 +97,7 @@ def fps(
     dtype: Annotated[
         str, typer.Option("--dtype", help="Precisions: fp32, bf16 (autocast), comma-separated.")
     ] = "fp32,bf16",
-    device: DeviceOpt = Device.auto,
+    device: DeviceOpt = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network's modules.")] = False,
     cuda_graphs: Annotated[
         bool, typer.Option("--cuda-graphs", help="Also time each step as a CUDA graph replay (GPU only).")
@@ -133,7 +128,7 @@ def fps(
         frames=frames,
         batches=parse_int_list("--batch", batch),
         dtypes=parse_name_list("--dtype", dtype, tuple(DTYPES)),
-        device=device.value,
+        device=check_device_name(device),
         compile=compile,
         cuda_graphs=cuda_graphs,
         warmup=warmup,
@@ -210,7 +205,7 @@ def scaling(
     preset: Annotated[Preset, typer.Option("--preset", help="Size preset.")] = Preset.tiny,
     size: Annotated[int, typer.Option("--size", help="Frame side in pixels (multiple of 16).")] = 128,
     batch: Annotated[int, typer.Option("--batch", help="Clips streamed side by side.")] = 1,
-    device: DeviceOpt = Device.auto,
+    device: DeviceOpt = "auto",
     max_softmax_frames: Annotated[
         int,
         typer.Option(
@@ -240,7 +235,7 @@ def scaling(
         preset=preset.value,
         size=size,
         batch=batch,
-        device=device.value,
+        device=check_device_name(device),
         max_softmax_frames=max_softmax_frames,
         warmup=warmup,
         out=out,
@@ -301,7 +296,7 @@ def kernels(
     backends: Annotated[
         str, typer.Option("--backends", help="torch, triton, fla (comma-separated).")
     ] = "torch,triton,fla",
-    device: DeviceOpt = Device.auto,
+    device: DeviceOpt = "auto",
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed calls per configuration.")] = 10,
     iters: Annotated[
         int, typer.Option("--iters", help="Timed calls per configuration (median reported).")
@@ -336,7 +331,7 @@ def kernels(
         shapes=parse_shapes(shapes),
         dtypes=parse_name_list("--dtype", dtype, tuple(DTYPES)),
         backends=parse_name_list("--backends", backends, BACKENDS, "backend"),
-        device=device.value,
+        device=check_device_name(device),
         warmup=warmup,
         iters=iters,
         block=block,

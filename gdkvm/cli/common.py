@@ -19,6 +19,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from gdkvm.utils.device import DEVICE_HELP
+
+#: The ``--device`` option of every command: a plain string, checked by :mod:`gdkvm.utils.device` so that a
+#: bad name ("gpu") or CUDA on a CPU machine is one line ("unknown device ...", "CUDA is not available ...").
+DEVICE_OPTION_HELP = DEVICE_HELP + "."
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 

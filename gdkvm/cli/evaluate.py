@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import console, progress_callback
+from gdkvm.cli.common import DEVICE_OPTION_HELP, console, progress_callback
+from gdkvm.utils.device import check_device_name
 
 
 class Mode(str, Enum):
@@ -29,12 +30,6 @@ class Checkpoint(str, Enum):
     auto = "auto"
     best = "best"
     last = "last"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
@@ -96,7 +91,7 @@ def evaluate(
     data: Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder (default: the run's).")] = None,
     mode: Annotated[Mode, typer.Option("--mode", help="Metric protocol: clean | memsam | gdkvm-legacy.")] = Mode.clean,
     checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="auto (best, else last) | best | last.")] = Checkpoint.auto,
-    device: Annotated[Device, typer.Option("--device", help="auto | cpu | cuda.")] = Device.auto,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)] = "auto",
     batch: Annotated[int, typer.Option("--batch", help="Clips streamed side by side.")] = 8,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% CIs.")] = 1000,
 ) -> None:
@@ -115,7 +110,7 @@ def evaluate(
 
     with progress_callback(f"evaluate {split.value}") as update:
         result = evaluate_run(run, split.value, data=data, mode=mode.value, checkpoint=checkpoint.value,
-                              device=device.value, batch=batch, n_boot=n_boot,
+                              device=check_device_name(device), batch=batch, n_boot=n_boot,
                               progress=lambda done, total: update(done, total))
     from gdkvm.engine.evaluate import _json_safe
 

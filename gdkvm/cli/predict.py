@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import console, err_console, make_progress
+from gdkvm.cli.common import DEVICE_OPTION_HELP, console, err_console, make_progress
 
 
 def predict(
@@ -21,7 +21,7 @@ def predict(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("results/predict"),
     size: Annotated[int | None, typer.Option(
         "--size", help="Model input size (default: the checkpoint's input_size, else the run's training size).")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)] = "auto",
     fps: Annotated[float, typer.Option("--fps", help="Frame rate when the file does not say.")] = 50.0,
     video: Annotated[bool, typer.Option("--video/--no-video", help="Write the overlay video.")] = True,
     allow_growing_memory: Annotated[

@@ -13,19 +13,14 @@ import typer
 import yaml
 from rich.table import Table
 
-from gdkvm.cli.common import console, progress_callback
+from gdkvm.cli.common import DEVICE_OPTION_HELP, console, progress_callback
 from gdkvm.errors import ConfigError
+from gdkvm.utils.device import check_device_name
 
 
 class Supervision(str, Enum):
     ends = "ends"
     full = "full"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def _inside_torchrun() -> bool:
@@ -92,7 +87,7 @@ def train(
     lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate (default: 1e-4).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of init, data order and augmentation (default: 0).")] = None,
     supervision: Annotated[Supervision | None, typer.Option("--supervision", help="ends: first + last frame (paper); full: every labelled frame (default: ends).")] = None,
-    device: Annotated[Device | None, typer.Option("--device", help="auto | cpu | cuda (default: auto).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help=DEVICE_OPTION_HELP + " Default: auto.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder holding run folders.")] = Path("results/runs"),
     name: Annotated[str | None, typer.Option("--name", help="Run folder name (default: <dataset>-<variant>-<preset>).")] = None,
     val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N iterations (default: 250).")] = None,
@@ -127,7 +122,7 @@ def train(
 
     given = {
         "iterations": iterations, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "supervision": supervision.value if supervision else None, "device": device.value if device else None,
+        "supervision": supervision.value if supervision else None, "device": check_device_name(device) if device else None,
         "val_every": val_every, "ckpt_every": ckpt_every, "workers": workers, "amp": amp, "augment": augment,
         "augment_profile": augment_profile,
         "backbone_weights": str(backbone_weights) if backbone_weights else None,

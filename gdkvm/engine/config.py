@@ -17,11 +17,11 @@ from gdkvm.config import from_dict, load_yaml, to_dict
 from gdkvm.errors import ConfigError
 
 Supervision = Literal["ends", "full"]
-DeviceName = Literal["auto", "cpu", "cuda"]
+DeviceName = str  # auto | cpu | cuda | cuda:N, checked by gdkvm.utils.device.check_device_name
 Schedule = Literal["constant", "cosine"]
 
 SUPERVISIONS: tuple[str, ...] = ("ends", "full")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N")
 SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 
@@ -53,7 +53,7 @@ class TrainConfig:
     # "paper": the paper's four transforms; "robust": plus scanner variety (gdkvm.data.augment)
     augment_profile: str = "paper"
     seed: int = 0
-    device: DeviceName = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (gdkvm.utils.device)
     amp: bool = True
     val_every: int = 250
     ckpt_every: int = 250
@@ -85,8 +85,9 @@ class TrainConfig:
             raise ConfigError("train config: ce_weight and dice_weight must be >= 0 and not both 0")
         if self.supervision not in SUPERVISIONS:
             raise ConfigError(f"train config: supervision {self.supervision!r} not in {list(SUPERVISIONS)}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"train config: device {self.device!r} not in {list(DEVICES)}")
+        from gdkvm.utils.device import check_device_name
+
+        check_device_name(self.device)  # one-line "unknown device ..." before anything runs
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train config: schedule {self.schedule!r} not in {list(SCHEDULES)}")
         from gdkvm.data.augment import AUGMENT_PROFILES

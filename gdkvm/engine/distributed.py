@@ -55,17 +55,13 @@ def env_dist_info() -> DistInfo:
 
 
 def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; under DDP on CUDA, the local rank's GPU."""
+    """``auto`` -> CUDA when available else CPU; under DDP on CUDA (``cuda``), the local rank's GPU.
+
+    Unknown names and CUDA without CUDA are one-line ConfigErrors (:mod:`gdkvm.utils.device`)."""
+    from gdkvm.utils.device import resolve_device as _resolve
+
     info = info or DistInfo()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-        return torch.device("cuda", info.local_rank % max(torch.cuda.device_count(), 1))
-    if name == "cpu":
-        return torch.device("cpu")
-    raise ConfigError(f"unknown device '{name}'; valid: auto, cpu, cuda")
+    return _resolve(name, local_rank=info.local_rank)
 
 
 def init_distributed(device: torch.device) -> DistInfo:

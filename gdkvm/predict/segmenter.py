@@ -43,19 +43,11 @@ def find_checkpoint(run: Path, which: str = "auto") -> Path:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a usable torch device; anything else is a one-line ConfigError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: no CUDA GPU is available on this machine; use --device cpu")
-        index = int(device[5:]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-        return torch.device(device)
-    raise ConfigError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a usable torch device; anything else, or CUDA on a
+    machine without it, is a one-line ConfigError (:func:`gdkvm.utils.device.resolve_device`)."""
+    from gdkvm.utils.device import resolve_device as _resolve
+
+    return _resolve(device)
 
 
 def _size_value(value: object) -> int | None:

@@ -140,7 +140,7 @@ def test_cuda_request_without_gpu(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = runner.invoke(app, ["bench", "fps", "--device", "cuda", "--out", str(tmp_path)])
     assert isinstance(result.exception, ConfigError)
-    assert str(result.exception).startswith("--device cuda: no CUDA device is available")
+    assert str(result.exception) == "CUDA is not available on this machine; use --device cpu or auto"
 
 
 def test_cuda_request_without_gpu_is_one_line_exit_1(tmp_path):
@@ -154,4 +154,4 @@ def test_cuda_request_without_gpu_is_one_line_exit_1(tmp_path):
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
-    assert "error: --device cuda: no CUDA device is available" in " ".join(proc.stderr.split())
+    assert "error: CUDA is not available on this machine; use --device cpu or auto" in " ".join(proc.stderr.split())
