@@ -61,6 +61,8 @@ def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
     from gdkvm.utils.device import resolve_device as _resolve
 
     info = info or DistInfo()
+    if info.enabled and str(name).strip().lower().startswith("cuda:"):
+        raise ConfigError(f"--device {name}: a distributed run puts each rank on its own GPU; use --device cuda")
     return _resolve(name, local_rank=info.local_rank)
 
 

@@ -69,3 +69,15 @@ def test_cuda_index_past_the_last_gpu(monkeypatch):
     assert resolve_device("cuda", local_rank=3) == torch.device("cuda", 0)
     with pytest.raises(ConfigError, match=r"^--device cuda:1: this machine has 1 CUDA device\(s\)"):
         resolve_device("cuda:1")
+
+
+def test_distributed_runs_refuse_a_fixed_gpu_index():
+    from gdkvm.engine.distributed import DistInfo
+    from gdkvm.engine.distributed import resolve_device as dist_resolve
+
+    info = DistInfo(rank=1, world_size=2, local_rank=1)
+    with pytest.raises(ConfigError, match="^--device cuda:0: a distributed run puts each rank on its own GPU"):
+        dist_resolve("cuda:0", info)
+    with pytest.raises(ConfigError, match="^unknown device 'gpu'"):
+        dist_resolve("gpu", info)
+    assert dist_resolve("cpu", info) == torch.device("cpu")
