@@ -315,7 +315,7 @@ def test_values_that_must_not_pass_strict(tmp_path):
     """A 3-row traced frame (names the video), EF outside 0-100 %, a wrong NumberOfFrames."""
     root = write_echonet_dataset(tmp_path, [EchoVideoSpec("V1", ed=5, es=20), EchoVideoSpec("V2", ed=5, es=20),
                                             EchoVideoSpec("V3", ed=5, es=20)])
-    for k in range(18):  # V1's ES frame keeps 3 of its 21 rows
+    for _k in range(18):  # V1's ES frame keeps 3 of its 21 rows
         _drop_tracing_line(root, "V1", 20, 0)
     filelist = root / "FileList.csv"
     lines = filelist.read_text().splitlines()

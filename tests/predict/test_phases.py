@@ -111,4 +111,4 @@ def test_noisy_area_curve_gives_the_true_beat_count():
         area[glitch] *= rng.uniform(0.5, 0.7, 8)
         res = detect_phases(area, fps)
         assert len(res.beats) in (4, 5), (seed, res.ed_frames)  # 5 EDs fit; the edge ones may be dropped
-        assert all(b - a >= 0.3 * fps for a, b in zip(res.ed_frames, res.ed_frames[1:])), res.ed_frames
+        assert all(b - a >= 0.3 * fps for a, b in zip(res.ed_frames, res.ed_frames[1:], strict=False)), res.ed_frames
