@@ -1,9 +1,11 @@
-"""Draw docs/img/phantom.png: one synthetic patient as written to disk, each frame next to its labels.
+"""Draw docs/img/phantom.png: one synthetic patient as written to disk, each frame next to its labels, and
+docs/img/phantom-difficulty.png: the same hearts' EchoNet frames at every difficulty level.
 
-Panels: CAMUS 4CH at ED and ES, CAMUS 2CH at ED (label maps from the *_gt.nii.gz files), and an EchoNet
-frame at ED with the LV mask rasterised from VolumeTracings.csv the way EchoNet readers do.
+Panels of the first: CAMUS 4CH at ED and ES, CAMUS 2CH at ED (label maps from the *_gt.nii.gz files), and
+an EchoNet frame at ED with the LV mask rasterised from VolumeTracings.csv the way EchoNet readers do.
 
     python scripts/phantom_figure.py [--out docs/img/phantom.png] [--seed 0] [--patient 2]
+        [--difficulty-out docs/img/phantom-difficulty.png]
 """
 
 from __future__ import annotations
@@ -110,14 +112,51 @@ def make_figure(out: Path, seed: int, patient: int) -> None:
     plt.close(fig)
 
 
+def make_difficulty_figure(out: Path, seed: int, patients: int = 5) -> None:
+    """EchoNet ED frames of ``patients`` hearts (columns) at every difficulty (rows), LV tracing in yellow."""
+    from gdkvm.data.phantom.difficulty import DIFFICULTIES
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for level in DIFFICULTIES:
+            root = Path(tmp) / level
+            write_phantom(root, patients=patients, seed=seed, workers=2, difficulty=level)
+            truth = load_truth(root)
+            row = []
+            for video, record in truth["echonet"].items():
+                ed = record["traced"]["ed"]
+                frame = _echonet_frame(root, video, ed)
+                mask = _echonet_mask(root, video, ed, frame.shape[0])
+                row.append((frame, mask))
+            rows.append((level, row))
+    fig, axes = plt.subplots(len(rows), patients, figsize=(2.0 * patients, 2.1 * len(rows)), dpi=90)
+    for r, (level, row) in enumerate(rows):
+        for c, (frame, mask) in enumerate(row):
+            ax = axes[r, c]
+            ax.imshow(frame, cmap="gray", vmin=0, vmax=255, interpolation="bilinear")
+            ax.contour(mask, levels=[0.5], colors=["#f0e442"], linewidths=0.8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(level, fontsize=10)
+    fig.suptitle(f"phantom EchoNet ED frames (seed {seed}) at each --difficulty; yellow: the traced LV", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(out) as tmp_png:
+        fig.savefig(tmp_png, format="png", facecolor="white")
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/img/phantom.png"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--patient", type=int, default=2)
+    parser.add_argument("--difficulty-out", type=Path, default=Path("docs/img/phantom-difficulty.png"))
     args = parser.parse_args()
     make_figure(args.out, args.seed, args.patient)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
+    make_difficulty_figure(args.difficulty_out, args.seed)
+    print(f"wrote {args.difficulty_out} ({args.difficulty_out.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":
