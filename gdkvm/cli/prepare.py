@@ -174,7 +174,7 @@ def camus(
       gdkvm prepare camus --root data/raw/CAMUS_public
       gdkvm prepare camus --root data/raw --labels all --split memsam --out data/prepared
     """
-    from gdkvm.data.store import prepare_camus
+    from gdkvm.data.prepare_camus import prepare_camus
 
     with progress_callback("camus") as update:
         summary = prepare_camus(
@@ -231,7 +231,7 @@ def echonet(
       gdkvm prepare echonet --root data/raw/EchoNet-Dynamic
       gdkvm prepare echonet --root data/raw --size 256 --clip earlier-later --tracing-rows exact --strict
     """
-    from gdkvm.data.store import prepare_echonet
+    from gdkvm.data.prepare_echonet import prepare_echonet
 
     with progress_callback("echonet") as update:
         summary = prepare_echonet(

@@ -1,6 +1,6 @@
 """The prepared store: fixed-size clips of uint8 frames and masks, one folder per dataset and split.
 
-Layout written by :func:`prepare_camus` / :func:`prepare_echonet`::
+Layout (written by :func:`write_store`, which the CAMUS, EchoNet and generic-folder preparers use)::
 
     <out>/<dataset>/store.json                 options, counts, bad cases, SHA-256 of every file
     <out>/<dataset>/<split>/images.npy         (N, T, H, W) uint8
@@ -8,16 +8,23 @@ Layout written by :func:`prepare_camus` / :func:`prepare_echonet`::
     <out>/<dataset>/<split>/labeled.npy        (N, T) bool, which clip positions carry a mask
     <out>/<dataset>/<split>/manifest.csv       one row per case (MANIFEST_COLUMNS)
 
-with ``<dataset>`` in {camus, echonet} and ``<split>`` in {train, val, test}. The dataset folder is
-written atomically; re-running with the same inputs and options leaves it untouched.
+with ``<dataset>`` e.g. camus, echonet or folder and ``<split>`` in {train, val, test}; docs/store.md
+describes every array, manifest column and store.json field. The dataset folder is written
+atomically; re-running a preparer with the same inputs and options leaves it untouched.
+
+The preparers live in :mod:`gdkvm.data.prepare_camus`, :mod:`gdkvm.data.prepare_echonet` and
+:mod:`gdkvm.data.prepare_folder`; ``prepare_camus``, ``prepare_echonet``, ``prepare_folder`` and their
+option classes can still be imported from here.
 
 Manifest volumes: ``ef``/``edv``/``esv`` are the dataset's own reference values (CAMUS cfg ``EF``, plus
-``LVedv``/``LVesv`` in the 2019 release only; EchoNet FileList). ``gt_edv``/``gt_esv``/``gt_ef`` are
-computed from the ground truth at source resolution, as MemSAM does: CAMUS per patient by the official
-biplane method of disks on the ED/ES LV masks of both views (mL; NaN when a view is missing or
-unmeasurable), read from the ``<patient>_<view>_{ED,ES}_gt.nii.gz`` files the official script reads (the
-half-sequence GT frames where those files are absent; store.json notes say where either happens or the
-two differ), EchoNet by the single-plane method of disks on the tracing chords (pixel^3 units).
+``LVedv``/``LVesv`` in the 2019 release only; EchoNet FileList; folder meta.csv ``ef``).
+``gt_edv``/``gt_esv``/``gt_ef`` are computed from the ground truth at source resolution, as MemSAM
+does: CAMUS per patient by the official biplane method of disks on the ED/ES LV masks of both views
+(mL; NaN when a view is missing or unmeasurable), read from the ``<patient>_<view>_{ED,ES}_gt.nii.gz``
+files the official script reads (the half-sequence GT frames where those files are absent; store.json
+notes say where either happens or the two differ), EchoNet by the single-plane method of disks on the
+tracing chords (pixel^3 units), a folder case by the single-plane method of disks on its first and
+last labelled masks (mL with a known spacing, else pixel^3).
 """
 
 from __future__ import annotations
@@ -25,27 +32,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
+import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gdkvm import __version__
-from gdkvm.data import camus, echonet
-from gdkvm.data.sampling import SAMPLING_RULES, sample_indices
+from gdkvm.data.sampling import SAMPLING_RULES
 from gdkvm.errors import ConfigError, DataError, unknown_name
 from gdkvm.utils.atomic import atomic_dir, sha256_file
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-DATASETS: tuple[str, ...] = ("camus", "echonet")
+DATASETS: tuple[str, ...] = ("camus", "echonet", "folder")
 STORE_FORMAT = 1
 STORE_FILE = "store.json"
 SPLIT_FILES = ("images.npy", "masks.npy", "labeled.npy", "manifest.csv")
@@ -95,36 +101,6 @@ ECHONET_VOLUME_METHOD = "single-plane-disks-tracing-px3"
 Progress = Callable[[int, int], None]
 
 
-# ----------------------------------------------------------------------------------------------
-# options and results
-
-
-@dataclass(frozen=True)
-class CamusPrepareOptions:
-    """How CAMUS clips are built (all of it is recorded in store.json)."""
-
-    size: int = 256
-    labels: Literal["lv", "all"] = "lv"
-    sampling: Literal["floor", "rint"] = "floor"
-    split: Literal["official", "memsam"] = "official"
-    frames: int = 10
-
-
-@dataclass(frozen=True)
-class EchonetPrepareOptions:
-    """How EchoNet clips are built: ``clip='ed-es'`` (cyclic forward ED->ES, GDKVM re-release) or
-    ``'earlier-later'`` (MemSAM: earlier traced frame first). ``tracing_rows`` picks the mask rows of
-    traced frames that do not have exactly 21 rows: ``'all'`` (echonet/dynamic and the re-release:
-    every row after the first), ``'first'`` (the first 21 rows) or ``'exact'`` (MemSAM: skip the
-    video unless both traced frames have exactly 21 rows); see :mod:`gdkvm.data.echonet`."""
-
-    size: int = 128
-    sampling: Literal["floor", "rint"] = "floor"
-    clip: Literal["ed-es", "earlier-later"] = "ed-es"
-    frames: int = 10
-    tracing_rows: Literal["all", "first", "exact"] = "first"
-
-
 @dataclass(frozen=True)
 class BadCase:
     """A skipped input: the file (relative to the dataset's parent folder) and a one-line problem."""
@@ -161,22 +137,6 @@ def _check_common(size: int, sampling: str, frames: int) -> None:
         raise unknown_name("sampling rule", str(sampling), SAMPLING_RULES)
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
         raise ConfigError(f"frames must be an integer >= 2, got {frames!r}")
-
-
-def _check_camus_options(opts: CamusPrepareOptions) -> None:
-    _check_common(opts.size, opts.sampling, opts.frames)
-    if opts.labels not in ("lv", "all"):
-        raise unknown_name("label set", str(opts.labels), ("lv", "all"))
-    if opts.split not in ("official", "memsam"):
-        raise unknown_name("CAMUS split", str(opts.split), ("official", "memsam"))
-
-
-def _check_echonet_options(opts: EchonetPrepareOptions) -> None:
-    _check_common(opts.size, opts.sampling, opts.frames)
-    if opts.clip not in echonet.CLIP_FORMS:
-        raise unknown_name("clip form", str(opts.clip), echonet.CLIP_FORMS)
-    if opts.tracing_rows not in echonet.TRACING_ROWS:
-        raise unknown_name("tracing-rows policy", str(opts.tracing_rows), echonet.TRACING_ROWS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,7 +177,13 @@ class _SplitWriter:
 
     def add(self, images: np.ndarray, masks: np.ndarray, labeled: np.ndarray, row: dict[str, Any]) -> None:
         shape = (self.frames, self.size, self.size)
-        assert images.shape == shape and masks.shape == shape and images.dtype == np.uint8
+        if images.shape != shape or masks.shape != shape or images.dtype != np.uint8:
+            raise ValueError(
+                f"clip {row.get('case_id')!r}: images {images.shape} {images.dtype} / masks {masks.shape} "
+                f"must both be {shape} (images uint8)"
+            )
+        if np.shape(labeled) != (self.frames,):
+            raise ValueError(f"clip {row.get('case_id')!r}: labeled must have shape ({self.frames},)")
         self._images.write(np.ascontiguousarray(images).tobytes())
         self._masks.write(np.ascontiguousarray(masks, dtype=np.uint8).tobytes())
         self.labeled.append(np.asarray(labeled, dtype=bool))
@@ -421,6 +387,87 @@ def _split_writers(tmp: Path, frames: int, size: int) -> Iterator[dict[str, _Spl
         w.close()
 
 
+@dataclass(frozen=True)
+class StoreClip:
+    """One case for :func:`write_store`.
+
+    Attributes:
+        split: ``train``, ``val`` or ``test``.
+        images: (T, S, S) uint8 frames, T = the store's ``frames``, S = its ``size``.
+        masks: (T, S, S) label maps (written as uint8; 0 at unlabelled positions).
+        labeled: (T,) bool, the clip positions that carry a ground-truth mask.
+        row: the manifest values; keys from MANIFEST_COLUMNS (``split`` is filled in from ``split``),
+            missing ones are written empty (NaN for numbers).
+    """
+
+    split: str
+    images: np.ndarray
+    masks: np.ndarray
+    labeled: np.ndarray
+    row: dict[str, Any]
+
+
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def write_store(
+    out: str | Path,
+    dataset: str,
+    clips: Iterable[StoreClip],
+    *,
+    frames: int,
+    size: int,
+    source: str,
+    options: dict[str, Any],
+    inputs_sha256: str,
+    bad_cases: list[BadCase] | None = None,
+    untraced: list[str] | None = None,
+    notes: list[str] | None = None,
+    phantom: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> PrepareSummary:
+    """Write the prepared store ``out/<dataset>/`` (layout and fields: docs/store.md) atomically.
+
+    ``clips`` is consumed once and streamed to disk split by split, so it may be a generator over a
+    dataset that does not fit in memory. ``bad_cases``, ``untraced`` and ``notes`` are read only after
+    ``clips`` is exhausted: a generator may append the cases it skips and the notes it makes. Every split
+    folder is written (empty arrays where a split has no clip), then ``store.json`` with the SHA-256 of
+    each split file; ``options``, ``inputs_sha256`` (digest of the inputs, which decides whether a rerun
+    is up to date), ``source``, ``phantom`` and ``extra`` (more top-level fields) are recorded as given.
+
+    An exception raised while ``clips`` is iterated leaves ``out/<dataset>`` as it was (an existing store
+    is kept, partial files and newly created folders are removed) and propagates.
+    Returns the summary (``elapsed_s`` 0: the caller times its own work).
+    """
+    if not isinstance(dataset, str) or not _DATASET_NAME.fullmatch(dataset):
+        raise ConfigError(f"dataset name must be a plain folder name (letters, digits, _ . -), got {dataset!r}")
+    _check_common(size, SAMPLING_RULES[0], frames)
+    dataset_dir = Path(out) / dataset
+    counts = dict.fromkeys(SPLITS, 0)
+    columns = set(MANIFEST_COLUMNS)
+    with _remove_created_dirs_on_error(Path(out)), atomic_dir(dataset_dir) as tmp:
+        with _split_writers(tmp, frames, size) as writers:
+            for clip in clips:
+                if clip.split not in SPLITS:
+                    raise ValueError(f"clip {clip.row.get('case_id')!r}: split {clip.split!r} not in {SPLITS}")
+                unknown = sorted(set(clip.row) - columns)
+                if unknown:
+                    raise ValueError(f"clip {clip.row.get('case_id')!r}: unknown manifest column(s) {unknown}")
+                writers[clip.split].add(clip.images, clip.masks, clip.labeled, {**clip.row, "split": clip.split})
+                counts[clip.split] += 1
+        bad, untraced_list, note_list = list(bad_cases or []), list(untraced or []), list(notes or [])
+        _write_store_json(tmp, dataset, source, options, inputs_sha256, counts, bad, untraced_list, note_list,
+                          phantom=phantom, extra=extra)
+    return PrepareSummary(
+        dataset=dataset,
+        out_dir=dataset_dir,
+        counts=counts,
+        bad_cases=bad,
+        untraced=len(untraced_list),
+        notes=note_list,
+    )
+
+
 def is_phantom_root(root: Path) -> bool:
     """True when a raw dataset folder was written by gdkvm's synthetic phantom (its marker files)."""
     return (root / "README_PHANTOM.txt").is_file() or (root.parent / "phantom_truth.json").is_file()
@@ -434,398 +481,11 @@ def _opt_float(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-# ----------------------------------------------------------------------------------------------
-# CAMUS
-
-
-def _camus_clip(
-    case: camus.CamusCase, opts: CamusPrepareOptions
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Sample, resize and check one CAMUS case -> (images, masks, labeled, manifest row)."""
-    oriented = sample_indices(case.ed_index, case.es_index, opts.frames, opts.sampling)
-    source = case.source_index(oriented)
-    labels = case.labels[oriented]
-    for pos, frame in enumerate(source.tolist()):
-        if not (labels[pos] == camus.LV_LABEL).any():
-            raise DataError(case.files.gt, f"empty LV mask at frame {frame}")
-    masks = camus.select_labels(labels, opts.labels)
-    size = opts.size
-    images = np.stack([_resize(case.images[i], size, nearest=False) for i in oriented])
-    masks = np.stack([_resize(m, size, nearest=True) for m in masks])
-    for pos, frame in enumerate(source.tolist()):
-        if not (masks[pos] == camus.LV_LABEL).any():
-            raise DataError(case.files.gt, f"LV mask at frame {frame} vanishes when resized to {size}")
-    height, width = case.images.shape[1:]
-    info = case.info
-    row = {
-        "case_id": case.case_id,
-        "patient": case.patient,
-        "view": case.view,
-        "source": "camus",
-        "frame_indices": _fmt_indices(source),
-        "n_source_frames": case.n_frames,
-        "ed_index": info.ed - 1,
-        "es_index": info.es - 1,
-        "phase_first": "ED",
-        "source_height": height,
-        "source_width": width,
-        "spacing_row_mm": case.spacing[0] * height / size,
-        "spacing_col_mm": case.spacing[1] * width / size,
-        "spacing_unit": "mm",
-        "ef": _opt_float(info.ef),
-        "edv": _opt_float(info.edv),
-        "esv": _opt_float(info.esv),
-        "image_quality": info.image_quality or "",
-        "fps": _opt_float(info.frame_rate),
-        "gt_edv": math.nan,
-        "gt_esv": math.nan,
-        "gt_ef": math.nan,
-        "gt_volume_method": "",
-    }
-    return images, masks, np.ones(opts.frames, dtype=bool), row
-
-
-def _reference_phase_masks(root: Path, case: camus.CamusCase) -> tuple[np.ndarray, np.ndarray, tuple[float, float], str]:
-    """LV masks (H, W) at ED and ES for the reference volumes, their spacing, and where they came from.
-
-    The official CAMUS EF script reads the single-frame ``<patient>_<view>_{ED,ES}_gt.nii.gz`` files, so
-    those are used when both exist, read and match the sequence's frame shape (``"files"``, or
-    ``"files-differ"`` when they are not the half-sequence GT frames at ED/ES); otherwise the
-    half-sequence GT frames (``"sequence"``, or ``"sequence (unreadable ED/ES GT file)"``).
-    """
-    seq_ed = case.labels[case.ed_index] == camus.LV_LABEL
-    seq_es = case.labels[case.es_index] == camus.LV_LABEL
-    paths = [camus.phase_gt_path(root, case.patient, case.view, phase) for phase in ("ED", "ES")]
-    if not all(p.is_file() for p in paths):
-        return seq_ed, seq_es, case.spacing, "sequence"
-    try:
-        (ed, spacing), (es, _) = (camus.read_phase_gt(p) for p in paths)
-    except DataError:
-        return seq_ed, seq_es, case.spacing, "sequence (unreadable ED/ES GT file)"
-    if ed.shape != seq_ed.shape or es.shape != seq_es.shape:
-        return seq_ed, seq_es, case.spacing, "sequence (ED/ES GT file of another shape)"
-    ed_mask, es_mask = ed == camus.LV_LABEL, es == camus.LV_LABEL
-    same = np.array_equal(ed_mask, seq_ed) and np.array_equal(es_mask, seq_es)
-    return ed_mask, es_mask, spacing, "files" if same else "files-differ"
-
-
 def _first_names(names: list[str], limit: int = 5, suffix: str = "") -> str:
     """The first ``limit`` names (each + ``suffix``), comma-separated, then "(+N more)" for the rest."""
     shown = ", ".join(f"{n}{suffix}" for n in names[:limit])
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
-
-def _reference_source_notes(sources: list[tuple[str, str]]) -> list[str]:
-    """store.json notes on where the reference (gt_*) volumes' ED/ES masks came from, when not all from
-    ED/ES GT files identical to the half-sequence GT frames."""
-    notes = []
-    for kind, text in (
-        ("files-differ", "ED/ES GT files differ from the half-sequence GT frames; reference volumes use the files"),
-        ("sequence", "no usable ED/ES GT files; reference volumes use the half-sequence GT frames"),
-    ):
-        cases = [case_id for case_id, source in sources if source.startswith(kind)]
-        if cases:
-            notes.append(f"{len(cases)} case(s): {text}: {_first_names(cases)}")
-    return notes
-
-
-def _camus_biplane(root: Path, cases: dict[str, camus.CamusCase]) -> tuple[dict[str, float], list[tuple[str, str]]]:
-    """Biplane Simpson EDV/ESV (mL)/EF of one patient from its source-resolution GT ({} if unmeasurable),
-    and the mask source of each view (see :func:`_reference_phase_masks`)."""
-    from gdkvm.metrics.clinical import safe_biplane_ef
-
-    if set(cases) != set(camus.VIEWS):
-        return {}, []
-    (e2, s2, sp2, src2), (e4, s4, sp4, src4) = (_reference_phase_masks(root, cases[v]) for v in ("2CH", "4CH"))
-    result = safe_biplane_ef(e2, s2, e4, s4, sp2, sp4)
-    sources = [(cases["2CH"].case_id, src2), (cases["4CH"].case_id, src4)]
-    if not math.isfinite(result.ef):
-        return {}, sources
-    return {
-        "gt_edv": result.edv,
-        "gt_esv": result.esv,
-        "gt_ef": result.ef,
-        "gt_volume_method": CAMUS_VOLUME_METHOD,
-    }, sources
-
-
-def _camus_jobs(
-    root: Path, split: str
-) -> tuple[list[tuple[str, str]], list[Path], list[str], list[DataError]]:
-    """(split, patient) jobs, the global input files, notes, and listed-but-missing patients."""
-    on_disk = camus.list_patients(root)
-    notes: list[str] = []
-    global_files: list[Path] = []
-    if split == "official":
-        splits = camus.read_official_split(root)
-        global_files = [root / "database_split" / name for name in camus.SPLIT_FILES.values()]
-        listed = {p for names in splits.values() for p in names}
-        ignored = sorted(set(on_disk) - listed, key=camus.patient_number)
-        if ignored:
-            notes.append(
-                f"{len(ignored)} patient folder(s) in no split file were ignored (first: {ignored[0]})"
-            )
-    else:
-        splits = camus.memsam_split(on_disk)
-    present = set(on_disk)
-    missing = [
-        DataError(root / "database_nifti" / patient, "patient folder not found (listed in the split files)")
-        for s in SPLITS
-        for patient in splits[s]
-        if patient not in present
-    ]
-    jobs = [(s, patient) for s in SPLITS for patient in splits[s] if patient in present]
-    return jobs, global_files, notes, missing
-
-
-def prepare_camus(
-    root: str | Path,
-    out: str | Path,
-    *,
-    size: int = 256,
-    labels: Literal["lv", "all"] = "lv",
-    sampling: Literal["floor", "rint"] = "floor",
-    split: Literal["official", "memsam"] = "official",
-    frames: int = 10,
-    strict: bool = False,
-    progress: Progress | None = None,
-) -> PrepareSummary:
-    """Build ``out/camus/{train,val,test}`` from a CAMUS NIfTI release.
-
-    Each case (patient + view) is oriented ED -> ES, ``frames`` frames are sampled from ED to ES
-    inclusive (``sampling`` rule), images are resized bilinear and masks nearest to ``size`` x ``size``;
-    every clip position is labelled. Spacing is carried as (sy, sx) * old_size / size.
-
-    ``root`` is the ``CAMUS_public`` folder or a folder containing it. Bad cases are skipped and listed
-    (``strict=False``) or raise :class:`DataError` with nothing written (``strict=True``).
-    ``progress(done, total)`` is called as inputs are hashed and cases are written.
-    """
-    start = time.perf_counter()
-    opts = CamusPrepareOptions(size=size, labels=labels, sampling=sampling, split=split, frames=frames)
-    _check_camus_options(opts)
-    root = camus.find_camus_root(root)
-    base = root.parent
-    jobs, global_files, notes, missing = _camus_jobs(root, opts.split)
-    if strict and missing:
-        raise missing[0]
-    files_of = {(p, v): camus.case_files(root, p, v) for _, p in jobs for v in camus.VIEWS}
-    inputs = list(global_files) + [f for cf in files_of.values() for f in (cf.cfg, cf.image, cf.gt)]
-    total = len(inputs) + len(files_of)
-    report = progress or (lambda done, total: None)
-    options = asdict(opts)
-    hashes, digest, dataset_dir, existing = _up_to_date("camus", inputs, total, report, options, base, out,
-                                                        strict, start)
-    if existing is not None:
-        return existing
-
-    bad = [_bad_case(e, base) for e in missing]
-    counts = dict.fromkeys(SPLITS, 0)
-    mask_sources: list[tuple[str, str]] = []
-    with _remove_created_dirs_on_error(Path(out)), atomic_dir(dataset_dir) as tmp:
-        with _split_writers(tmp, opts.frames, opts.size) as writers:
-            done = len(inputs)
-            for s, patient in jobs:
-                cases: dict[str, camus.CamusCase] = {}
-                clips = []
-                for view in camus.VIEWS:
-                    try:
-                        case = camus.load_camus_case(root, patient, view)
-                        clips.append(_camus_clip(case, opts))
-                        cases[view] = case
-                        notes += [f"{patient}/Info_{view}.cfg: {w}" for w in case.info.warnings]
-                    except DataError as e:
-                        if strict:
-                            raise
-                        bad.append(_bad_case(e, base))
-                    done += 1
-                    report(done, total)
-                volumes, sources = _camus_biplane(root, cases)
-                mask_sources += sources
-                for images, masks, labeled, row in clips:
-                    cf = files_of[(patient, row["view"])]
-                    row.update(volumes, split=s, source_sha256=f"{hashes[cf.image]};{hashes[cf.gt]}")
-                    writers[s].add(images, masks, labeled, row)
-                    counts[s] += 1
-        notes += _reference_source_notes(mask_sources)
-        _write_store_json(tmp, "camus", root.name, options, digest, counts, bad, [], notes,
-                          phantom=is_phantom_root(root))
-    return PrepareSummary(
-        dataset="camus",
-        out_dir=dataset_dir,
-        counts=counts,
-        bad_cases=bad,
-        notes=notes,
-        elapsed_s=time.perf_counter() - start,
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# EchoNet
-
-
-def _echonet_clip(
-    case: echonet.EchoCase, opts: EchonetPrepareOptions, tracings_path: Path
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Sample, resize and check one EchoNet video -> (images, masks, labeled, manifest row)."""
-    indices, ed_first = echonet.clip_indices(case, opts.frames, opts.sampling, opts.clip)
-    first_mask, last_mask = (case.ed_mask, case.es_mask) if ed_first else (case.es_mask, case.ed_mask)
-    size = opts.size
-    images = np.stack([_resize(case.video[i], size, nearest=False) for i in indices])
-    masks = np.zeros((opts.frames, size, size), dtype=np.uint8)
-    masks[0] = _resize(first_mask, size, nearest=True)
-    masks[-1] = _resize(last_mask, size, nearest=True)
-    for pos, frame in ((0, int(indices[0])), (opts.frames - 1, int(indices[-1]))):
-        if not masks[pos].any():
-            raise DataError(tracings_path, f"{case.case_id}.avi frame {frame}: empty LV mask")
-    labeled = np.zeros(opts.frames, dtype=bool)
-    labeled[[0, -1]] = True
-    info = case.info
-    # NaN when a traced frame has fewer than 21 rows (tracing_rows 'all'/'first'): NaN gt_* in the manifest
-    gt_edv, gt_esv = case.ed_tracing.disk_volume(), case.es_tracing.disk_volume()
-    if math.isfinite(gt_edv) and not gt_edv > 0:
-        raise DataError(
-            tracings_path, f"{case.case_id}.avi frame {case.ed_frame}: ED tracing has zero volume"
-        )
-    row = {
-        "case_id": case.case_id,
-        "patient": case.case_id,
-        "view": "4CH",
-        "source": "echonet",
-        "split": info.split,
-        "frame_indices": _fmt_indices(indices),
-        "n_source_frames": case.n_frames,
-        "ed_index": case.ed_frame,
-        "es_index": case.es_frame,
-        "phase_first": "ED" if ed_first else "ES",
-        "source_height": int(case.video.shape[1]),
-        "source_width": int(case.video.shape[2]),
-        "spacing_row_mm": math.nan,
-        "spacing_col_mm": math.nan,
-        "spacing_unit": "px",
-        "ef": info.ef,
-        "edv": info.edv,
-        "esv": info.esv,
-        "image_quality": "",
-        "fps": info.fps,
-        "gt_edv": gt_edv,
-        "gt_esv": gt_esv,
-        "gt_ef": 100.0 * (gt_edv - gt_esv) / gt_edv if math.isfinite(gt_edv) else math.nan,
-        "gt_volume_method": ECHONET_VOLUME_METHOD,
-    }
-    return images, masks, labeled, row
-
-
-def _echonet_notes(index: echonet.EchoIndex) -> list[str]:
-    """store.json notes on the tracing quirks: orphan tracings, multi-tracing and odd-count frames (what
-    the ``tracing_rows`` policy did with them) and the videos that policy ``'exact'`` skipped."""
-    notes = []
-    if index.orphan_tracings:
-        notes.append(
-            f"{len(index.orphan_tracings)} tracing(s) without a FileList row ignored: "
-            + _first_names(index.orphan_tracings, suffix=".avi")
-        )
-    if index.tracing_rows == "exact":
-        if index.skipped_rows:
-            notes.append(
-                f"{len(index.skipped_rows)} video(s) skipped by tracing_rows='exact' (MemSAM): a traced "
-                "frame without exactly 21 rows (store.json skipped_tracing_rows): "
-                + _first_names(index.skipped_rows, suffix=".avi")
-            )
-        return notes
-    used = {
-        "all": "every row after the first made the mask polygon (echonet/dynamic, GDKVM re-release)",
-        "first": "the first 21 rows made the mask polygon (all rows when fewer)",
-    }[index.tracing_rows]
-    first21 = "ED/ES and gt volumes use the first 21 rows"
-    if index.multi_tracing_frames:
-        hollow = ", whose even-odd fill leaves these masks largely hollow" * (index.tracing_rows == "all")
-        notes.append(
-            f"{index.multi_tracing_frames} traced frame(s) held repeated tracings (42/63/84 rows); "
-            f"tracing_rows='{index.tracing_rows}': {used}{hollow}; {first21}"
-        )
-    if index.odd_row_frames:
-        short = sum(t.n_rows < echonet.ROWS_PER_TRACING for e in index.entries for t in e.tracings)
-        below = f" ({short} frame(s) with fewer than 21 rows: all rows for ED/ES, gt volumes NaN)"
-        notes.append(
-            f"{index.odd_row_frames} traced frame(s) have a row count that is not a multiple of 21; "
-            f"tracing_rows='{index.tracing_rows}': {used}; {first21}" + (below if short else "")
-        )
-    return notes
-
-
-def prepare_echonet(
-    root: str | Path,
-    out: str | Path,
-    *,
-    size: int = 128,
-    sampling: Literal["floor", "rint"] = "floor",
-    clip: Literal["ed-es", "earlier-later"] = "ed-es",
-    frames: int = 10,
-    tracing_rows: Literal["all", "first", "exact"] = "first",
-    strict: bool = False,
-    progress: Progress | None = None,
-) -> PrepareSummary:
-    """Build ``out/echonet/{train,val,test}`` from EchoNet-Dynamic (splits from FileList ``Split``).
-
-    ED/ES come from the tracing areas; ``frames`` frames run ED -> ES (``clip='ed-es'``, cyclic
-    forward) or earlier -> later traced frame (``'earlier-later'``). Frames are resized bilinear and
-    masks nearest to ``size``; masks exist at clip positions 0 and ``frames - 1`` only.
-    ``tracing_rows`` picks the polygon rows of traced frames that do not have exactly 21 rows
-    (:class:`EchonetPrepareOptions`). Untraced videos, tracings without a FileList row and videos
-    skipped by ``tracing_rows='exact'`` are skipped and listed (never fatal); bad cases are skipped and
-    listed, or fatal with ``strict=True``.
-    """
-    start = time.perf_counter()
-    opts = EchonetPrepareOptions(
-        size=size, sampling=sampling, clip=clip, frames=frames, tracing_rows=tracing_rows
-    )
-    _check_echonet_options(opts)
-    root = echonet.find_echonet_root(root)
-    base = root.parent
-    index = echonet.index_echonet(root, opts.tracing_rows)
-    if strict and index.problems:
-        raise index.problems[0]
-    bad = [_bad_case(e, base) for e in index.problems]
-    notes = _echonet_notes(index)
-    inputs = [root / "FileList.csv", root / "VolumeTracings.csv"] + [e.video_path for e in index.entries]
-    total = len(inputs) + len(index.entries)
-    report = progress or (lambda done, total: None)
-    options = asdict(opts)
-    hashes, digest, dataset_dir, existing = _up_to_date("echonet", inputs, total, report, options, base, out,
-                                                        strict, start)
-    if existing is not None:
-        return existing
-
-    counts = dict.fromkeys(SPLITS, 0)
-    tracings_path = root / "VolumeTracings.csv"
-    with _remove_created_dirs_on_error(Path(out)), atomic_dir(dataset_dir) as tmp:
-        with _split_writers(tmp, opts.frames, opts.size) as writers:
-            for k, entry in enumerate(index.entries, start=1):
-                try:
-                    case = echonet.load_echonet_case(entry)
-                    images, masks, labeled, row = _echonet_clip(case, opts, tracings_path)
-                except DataError as e:
-                    if strict:
-                        raise
-                    bad.append(_bad_case(e, base))
-                else:
-                    row["source_sha256"] = hashes[entry.video_path]
-                    writers[entry.info.split].add(images, masks, labeled, row)
-                    counts[entry.info.split] += 1
-                report(len(inputs) + k, total)
-        _write_store_json(tmp, "echonet", root.name, options, digest, counts, bad, index.untraced, notes,
-                          phantom=is_phantom_root(root),
-                          extra={"orphan_tracings": index.orphan_tracings,
-                                 "skipped_tracing_rows": index.skipped_rows})
-    return PrepareSummary(
-        dataset="echonet",
-        out_dir=dataset_dir,
-        counts=counts,
-        bad_cases=bad,
-        untraced=len(index.untraced),
-        notes=notes,
-        elapsed_s=time.perf_counter() - start,
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -922,3 +582,25 @@ def open_store(path: str | Path, split: str | None = None) -> PreparedSplit:
         labeled=labeled,
         manifest=manifest,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# the preparers, importable from here as before they moved to their own modules
+
+_MOVED = {
+    "prepare_camus": "gdkvm.data.prepare_camus",
+    "CamusPrepareOptions": "gdkvm.data.prepare_camus",
+    "prepare_echonet": "gdkvm.data.prepare_echonet",
+    "EchonetPrepareOptions": "gdkvm.data.prepare_echonet",
+    "prepare_folder": "gdkvm.data.prepare_folder",
+    "FolderPrepareOptions": "gdkvm.data.prepare_folder",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
