@@ -31,3 +31,15 @@ def one_cpu_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A CLI command run in-process sets torch's thread count (``--threads``, or the CPU default when
+    OMP_NUM_THREADS is unset); put it back so that no test depends on the order the tests ran in."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import DEVICE_OPTION_HELP, console, progress_callback
+from gdkvm.cli.common import DEVICE_OPTION_HELP, ThreadsOpt, console, progress_callback, start_long_command
 from gdkvm.utils.device import check_device_name
 
 
@@ -35,6 +35,7 @@ def ablate(
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds, one run each, e.g. 0,1,2.")] = "0",
     key_scale: Annotated[str, typer.Option("--key-scale", help="Comma-separated key stabilisers of the GDKVM rows: sqrt-pixels (default) | none (as printed) | frobenius.")] = "sqrt-pixels",
     baselines: Annotated[bool, typer.Option("--baselines", help="Also train and score the unet and stm baselines.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train and evaluate every row of a paper ablation table and print ours next to the paper's mDice.
 
@@ -74,6 +75,10 @@ def ablate(
     base = TrainConfig(data=str(data), device=check_device_name(device)).with_overrides(
         iterations=iterations, batch_size=batch_size, lr=lr, val_every=val_every,
         ckpt_every=val_every)
+    from gdkvm.engine.inference import precision_name
+
+    start_long_command(base.device, lambda dev: precision_name(dev, base.amp), threads, preset=preset,
+                       paper_detail=f"ResNet-50 encoder, {base.iterations} iterations per row")
     rows = run_ablation(table, data, preset=preset, out=out, base=base, split=split, n_boot=n_boot,
                         seeds=seed_list, key_scales=scales, baselines=baselines, log=console.print,
                         progress_factory=lambda desc, total: progress_callback(desc, total=total))

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import DEVICE_OPTION_HELP, console, progress_callback
+from gdkvm.cli.common import DEVICE_OPTION_HELP, ThreadsOpt, console, progress_callback, start_long_command
 from gdkvm.utils.device import check_device_name
 
 bench_app = typer.Typer(
@@ -33,12 +33,6 @@ class Preset(str, Enum):
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)]
-ThreadsOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--threads", help="torch intra-op CPU threads (default: torch's choice); recorded in the CSV."
-    ),
-]
 OutOpt = Annotated[
     Path,
     typer.Option(
@@ -137,6 +131,10 @@ def fps(
         out=out,
         threads=threads,
     )
+    n_configs = len(cfg.batches) * len(cfg.dtypes)
+    start_long_command(cfg.device, ", ".join(cfg.dtypes), threads, preset=cfg.preset,
+                       paper_detail=f"ResNet-50 encoder at {cfg.size} px, {n_configs} batch/precision configurations",
+                       smaller="--preset tiny (and a smaller --size)")
     with progress_callback("bench fps") as update:
         result = run_fps(cfg, progress=lambda done, total, info: update(done, total=total, info=info))
     rows = result.rows
@@ -241,6 +239,7 @@ def scaling(
         out=out,
         threads=threads,
     )
+    start_long_command(cfg.device, "fp32", threads)
     with progress_callback("bench scaling") as update:
         result = run_scaling(cfg, progress=lambda done, total, info: update(done, total=total, info=info))
     first = result.rows[0] if result.rows else {}
@@ -338,6 +337,7 @@ def kernels(
         out=out,
         threads=threads,
     )
+    start_long_command(cfg.device, ", ".join(cfg.dtypes), threads)
     with progress_callback("bench kernels") as update:
         result = run_kernels(cfg, progress=lambda done, total, info: update(done, total=total, info=info))
     first = result.rows[0] if result.rows else {}

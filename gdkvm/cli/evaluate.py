@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import DEVICE_OPTION_HELP, console, progress_callback
+from gdkvm.cli.common import DEVICE_OPTION_HELP, ThreadsOpt, console, progress_callback, start_long_command
 from gdkvm.utils.device import check_device_name
 
 
@@ -94,6 +94,7 @@ def evaluate(
     device: Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)] = "auto",
     batch: Annotated[int, typer.Option("--batch", help="Clips streamed side by side.")] = 8,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% CIs.")] = 1000,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Stream a split through the model frame by frame and write per-frame / per-video / EF tables.
 
@@ -107,10 +108,13 @@ def evaluate(
       gdkvm evaluate --run results/runs/camus-full-paper --split val --mode memsam
     """
     from gdkvm.engine.evaluate import evaluate_run
+    from gdkvm.engine.inference import precision_name
 
+    device = check_device_name(device)
+    start_long_command(device, lambda dev: precision_name(dev, True), threads)
     with progress_callback(f"evaluate {split.value}") as update:
         result = evaluate_run(run, split.value, data=data, mode=mode.value, checkpoint=checkpoint.value,
-                              device=check_device_name(device), batch=batch, n_boot=n_boot,
+                              device=device, batch=batch, n_boot=n_boot,
                               progress=lambda done, total: update(done, total))
     from gdkvm.engine.evaluate import _json_safe
 

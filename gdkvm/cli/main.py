@@ -24,6 +24,26 @@ app = typer.Typer(
     add_completion=False,
 )
 
+def _hide_flag_metavar() -> None:
+    """Typer's rich help shows ``<bool>`` beside every on/off flag (``--resume <bool>``), which reads as if
+    the flag took a value; show nothing there for flags, as click does."""
+    from typer.core import TyperOption
+
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "_gdkvm_flag_patch", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        if getattr(self, "is_flag", False) and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._gdkvm_flag_patch = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_metavar()
+
 # (module, attribute, name): sub-apps mounted with add_typer, single commands with command().
 _SUBAPPS = [("gdkvm.cli.prepare", "prepare_app", "prepare"), ("gdkvm.cli.bench", "bench_app", "bench")]
 _COMMANDS = [

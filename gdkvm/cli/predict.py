@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import DEVICE_OPTION_HELP, console, err_console, make_progress
+from gdkvm.cli.common import (
+    DEVICE_OPTION_HELP,
+    ThreadsOpt,
+    console,
+    err_console,
+    progress_tasks,
+    start_long_command,
+)
 
 
 def predict(
@@ -27,6 +34,7 @@ def predict(
     allow_growing_memory: Annotated[
         bool, typer.Option("--allow-growing-memory", help="Run a softmax-memory model on long recordings.")
     ] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Segment every frame of whole recordings and estimate EF per heartbeat.
 
@@ -52,21 +60,16 @@ def predict(
     from gdkvm.predict.run import predict_many
     from gdkvm.predict.segmenter import load_segmenter
 
+    start_long_command(device, "fp32", threads)
     loaded = load_segmenter(run, device=device, size=size, allow_growing_memory=allow_growing_memory,
                             weights=weights, checkpoint=checkpoint)
     segmenter = loaded.segmenter
     console.print(f"{loaded.source} (input {segmenter.size}x{segmenter.size}, device {segmenter.device})")
-    with make_progress() as progress:
-        task_ids: dict[Path, int] = {}
+    with progress_tasks() as add_task:
 
         def on_start(path, i, n):
-            task = progress.add_task(f"[{i + 1}/{n}] {path.name}", total=None, info="")
-            task_ids[path] = task
-
-            def update(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
-            return update
+            update = add_task(f"[{i + 1}/{n}] {path.name}", None)
+            return lambda done, total: update(done, total)
 
         outcomes = predict_many(list(inputs), segmenter, out, size=segmenter.size, default_fps=fps,
                                 overlay_video=video, on_start=on_start)

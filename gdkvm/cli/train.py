@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from enum import Enum
 from pathlib import Path
@@ -13,7 +14,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from gdkvm.cli.common import DEVICE_OPTION_HELP, console, progress_callback
+from gdkvm.cli.common import DEVICE_OPTION_HELP, ThreadsOpt, console, progress_callback, start_long_command
 from gdkvm.errors import ConfigError
 from gdkvm.utils.device import check_device_name
 
@@ -66,7 +67,14 @@ def _print_result(run_dir: Path) -> None:
     if done_file.is_file():
         done = json.loads(done_file.read_text(encoding="utf-8"))
         table.add_row("iterations", str(done.get("iteration")))
-        table.add_row("last loss", f"{done['last_loss']:.4f}" if done.get("last_loss") is not None else "-")
+        last_loss = done.get("last_loss")
+        finite = isinstance(last_loss, (int, float)) and math.isfinite(last_loss)
+        if not finite:  # written by an older version on resuming a finished run: read the log instead
+            from gdkvm.engine.train import last_logged_loss
+
+            last_loss = last_logged_loss(run_dir / "metrics.jsonl", int(done.get("iteration") or 0))
+            finite = math.isfinite(last_loss)
+        table.add_row("last loss", f"{last_loss:.4f}" if finite else "-")
         best = done.get("best_dice")
         table.add_row("best val Dice", "-" if best is None else f"{100 * best:.2f} (iteration {done.get('best_iteration')})")
     else:
@@ -100,6 +108,7 @@ def train(
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Training augmentations (default: on).", show_default=False)] = None,
     augment_profile: Annotated[str | None, typer.Option("--augment-profile", help="paper (the paper's four transforms) | robust (plus gain, haze, blur, speckle, shadows, shift; for other scanners) (default: paper).")] = None,
     model_set: Annotated[list[str] | None, typer.Option("--model-set", help="Model config override KEY=VALUE (repeatable), e.g. freeze_bn=true.")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train a GDKVM variant: AdamW 1e-4, batch 10, 1500 iterations, grad-norm clip 3, CE + soft Dice.
 
@@ -118,6 +127,7 @@ def train(
     """
     from gdkvm.engine.config import TrainConfig, load_train_config
     from gdkvm.engine.distributed import launch_torchrun
+    from gdkvm.engine.inference import precision_name
     from gdkvm.engine.train import train_run
 
     given = {
@@ -128,6 +138,11 @@ def train(
         "backbone_weights": str(backbone_weights) if backbone_weights else None,
         "model_overrides": parse_model_set(model_set) if model_set else None,
     }
+    if given["model_overrides"]:
+        from gdkvm.models.registry import get_variant, model_config
+
+        if get_variant(variant).builder is None:  # a GDKVM variant: check the overrides before any work
+            model_config(variant, preset, **given["model_overrides"])
     identity = TrainConfig(data=str(data), variant=variant, preset=preset, name=name or "")
     run_dir = out / identity.run_name
 
@@ -136,7 +151,7 @@ def train(
                  "--iterations": iterations, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
                  "--supervision": supervision, "--device": device, "--val-every": val_every,
                  "--ckpt-every": ckpt_every, "--resume": resume, "--backbone-weights": backbone_weights,
-                 "--workers": workers, "--augment-profile": augment_profile}
+                 "--workers": workers, "--augment-profile": augment_profile, "--threads": threads}
         args = _flags(flags)
         if amp is not None:
             args.append("--amp" if amp else "--no-amp")
@@ -158,11 +173,19 @@ def train(
         base = identity
     cfg = base.with_overrides(**given)
     main_rank = os.environ.get("RANK", "0") == "0"
+    local_rank = int(os.environ["LOCAL_RANK"]) if _inside_torchrun() else None
     if main_rank:
         console.print(f"[bold]{'resuming' if resume else 'training'}[/] {cfg.variant} ({cfg.preset}) on "
                       f"{cfg.data} -> {run_dir}", soft_wrap=True)
+    start_long_command(cfg.device, lambda dev: precision_name(dev, cfg.amp), threads, preset=cfg.preset,
+                       paper_detail=f"ResNet-50 encoder, {cfg.iterations} iterations of batch {cfg.batch_size}",
+                       local_rank=local_rank, quiet=not main_rank)
+    if main_rank:
         with progress_callback("train", total=cfg.iterations) as update:
-            train_run(cfg, out, resume=resume, progress=update, log=console.print)
+            result = train_run(cfg, out, resume=resume, progress=update, log=console.print)
+        if result.finished and result.iteration == result.start_iteration:
+            console.print(f"the run is already complete (iteration {result.iteration} of {cfg.iterations}); "
+                          "nothing to train (a larger --iterations continues it)", soft_wrap=True)
         if not _inside_torchrun():  # under torchrun the launching process prints the result
             _print_result(run_dir)
     else:

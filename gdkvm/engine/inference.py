@@ -23,6 +23,11 @@ def autocast_context(device: torch.device, amp: bool) -> contextlib.AbstractCont
     return contextlib.nullcontext()
 
 
+def precision_name(device: torch.device, amp: bool) -> str:
+    """What :func:`autocast_context` runs at: ``bf16 autocast`` (CUDA with ``amp``) or ``fp32``."""
+    return "bf16 autocast" if amp and device.type == "cuda" else "fp32"
+
+
 def _to_clip(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, T, H, W) -> float32 (B, T, 1, H, W) in [0, 1]."""
     return torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0).unsqueeze(2)

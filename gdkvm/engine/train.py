@@ -294,6 +294,23 @@ def truncate_metrics(path: Path, iteration: int) -> None:
     atomic_write_text(path, "".join(k + "\n" for k in kept))
 
 
+def last_logged_loss(path: Path, iteration: int) -> float:
+    """The loss of the last finite ``train`` record at or before ``iteration`` in metrics.jsonl (NaN if none)."""
+    if not path.is_file():
+        return float("nan")
+    last = float("nan")
+    for line in _read_metric_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        loss = record.get("loss")
+        if (record.get("kind") == "train" and int(record.get("iteration", 0)) <= iteration
+                and isinstance(loss, (int, float)) and math.isfinite(loss)):
+            last = float(loss)
+    return last
+
+
 class MetricsLog:
     """Append-only JSON-lines log of the run (rank 0 only)."""
 
@@ -540,9 +557,11 @@ class Trainer:
         finally:
             metrics.close()
         finished = self.iteration >= cfg.iterations
-        if finished and self.info.is_main:
+        already_done = self.iteration == start and self.paths.done.is_file()  # a resumed, finished run
+        if finished and self.info.is_main and not already_done:
+            last_loss = self.last_loss if math.isfinite(self.last_loss) else None
             done = {"iteration": self.iteration, "best_dice": self.best_dice, "best_iteration": self.best_iteration,
-                    "last_loss": self.last_loss, "elapsed_s": time.perf_counter() - t_start}
+                    "last_loss": last_loss, "elapsed_s": time.perf_counter() - t_start}
             atomic_write_text(self.paths.done, json.dumps(done, indent=2) + "\n")
         return TrainResult(self.paths.root, start, self.iteration, finished, self.last_loss,
                            self.best_dice, self.best_iteration)
@@ -644,6 +663,7 @@ def train_run(
             trainer.load_state(state)
             if info.is_main:
                 truncate_metrics(paths.metrics, trainer.iteration)
+                trainer.last_loss = last_logged_loss(paths.metrics, trainer.iteration)
             trainer.log(f"resumed {paths.root} at iteration {trainer.iteration}")
         else:
             if info.is_main and paths.metrics.exists():

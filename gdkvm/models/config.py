@@ -20,6 +20,21 @@ KEY_SCALES: tuple[str, ...] = ("sqrt-pixels", "frobenius", "none")
 STEP_ORDERS: tuple[str, ...] = ("paper", "read-first")
 
 
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0")
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    """A switch of the model config: true/false, 1/0 or yes/no (as ``--model-set`` and YAML give them)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigError(f"model config: {name} must be true or false (or 1/0, yes/no), got {value!r}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes and switches of one GDKVM network.
@@ -70,6 +85,9 @@ class ModelConfig:
         from gdkvm.models.memory import MEMORY_RULES
 
         object.__setattr__(self, "decoder_dims", tuple(self.decoder_dims))
+        for f in dataclasses.fields(self):
+            if f.type in ("bool", bool):
+                object.__setattr__(self, f.name, _as_bool(f.name, getattr(self, f.name)))
 
         if self.memory_rule not in MEMORY_RULES:
             raise unknown_name("memory rule", self.memory_rule, MEMORY_RULES)

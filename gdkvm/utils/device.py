@@ -7,13 +7,17 @@ it as one red line) instead of a torch error from deep inside a command.
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
 
 from gdkvm.errors import ConfigError
 
-__all__ = ["DEVICE_CHOICES", "DEVICE_HELP", "NO_CUDA_MESSAGE", "check_device_name", "resolve_device"]
+__all__ = [
+    "DEFAULT_MAX_CPU_THREADS", "DEVICE_CHOICES", "DEVICE_HELP", "NO_CUDA_MESSAGE", "THREADS_ENV",
+    "apply_cpu_threads", "check_device_name", "default_cpu_threads", "describe_device", "resolve_device",
+]
 
 #: The accepted forms, as the error message and the option help list them.
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N")
@@ -55,3 +59,45 @@ def resolve_device(name: object, local_rank: int | None = None) -> torch.device:
     if index >= count:
         raise ConfigError(f"--device {text}: this machine has {count} CUDA device(s) (cuda:0 .. cuda:{count - 1})")
     return torch.device("cuda", index)
+
+
+#: Set by the user (or torchrun), this environment variable leaves torch's thread count alone.
+THREADS_ENV = "OMP_NUM_THREADS"
+#: The default intra-op thread count on the CPU is min(this, CPU count): more threads than that mostly
+#: oversubscribe a shared machine (one kernel timing went from 0.7 ms with one thread to 80 ms with torch's
+#: default on a busy host).
+DEFAULT_MAX_CPU_THREADS = 4
+
+
+def default_cpu_threads() -> int:
+    """min(4, the CPU count), at least 1."""
+    return max(1, min(DEFAULT_MAX_CPU_THREADS, os.cpu_count() or 1))
+
+
+def apply_cpu_threads(threads: int | None, device: torch.device | str = "cpu") -> int:
+    """Set torch's intra-op thread count and return the count in force.
+
+    ``threads`` given (``--threads N``, N >= 1, else ConfigError): that count, on any device. Otherwise, on
+    the CPU and without ``OMP_NUM_THREADS`` in the environment: :func:`default_cpu_threads`. Else torch's
+    own choice stays.
+    """
+    if threads is not None:
+        if isinstance(threads, bool) or int(threads) < 1:
+            raise ConfigError(f"--threads: must be >= 1, got {threads}")
+        torch.set_num_threads(int(threads))
+    elif torch.device(device).type == "cpu" and not os.environ.get(THREADS_ENV, "").strip():
+        torch.set_num_threads(default_cpu_threads())
+    return torch.get_num_threads()
+
+
+def describe_device(device: torch.device | str) -> str:
+    """``cpu`` or ``cuda:0 (NVIDIA H200)``: the resolved device as the long commands print it."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return str(device)
+    index = torch.cuda.current_device() if device.index is None else device.index
+    try:
+        name = torch.cuda.get_device_name(index)
+    except Exception:  # noqa: BLE001 - the name is decoration only
+        return f"cuda:{index}"
+    return f"cuda:{index} ({name})"
