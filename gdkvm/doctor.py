@@ -90,4 +90,8 @@ def collect_report(data_root: Path, check_triton: bool = True) -> list[ReportIte
             items.append(ReportItem(f"prepared {dataset}", str(store.parent), "ok"))
         else:
             items.append(ReportItem(f"prepared {dataset}", f"none under {data_root}", "missing"))
+    if data_root.is_dir():  # other stores, e.g. from `gdkvm prepare folder`
+        for store in sorted(data_root.glob("*/store.json")):
+            if store.parent.name not in ("camus", "echonet"):
+                items.append(ReportItem(f"prepared {store.parent.name}", str(store.parent), "ok"))
     return items

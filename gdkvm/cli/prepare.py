@@ -1,4 +1,5 @@
-"""`gdkvm prepare`: write the synthetic phantom, or turn CAMUS / EchoNet-Dynamic into a prepared store."""
+"""`gdkvm prepare`: write the synthetic phantom, or turn CAMUS / EchoNet-Dynamic / a generic folder into a
+prepared store."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ if TYPE_CHECKING:
     from gdkvm.data.store import PrepareSummary
 
 prepare_app = typer.Typer(
-    help="Prepare datasets: the synthetic phantom, CAMUS and EchoNet-Dynamic -> clips in data/prepared.\n\n"
+    help="Prepare datasets: the synthetic phantom, CAMUS, EchoNet-Dynamic or a folder of your own videos and "
+    "masks -> clips in data/prepared.\n\n"
     "[bold]Examples[/]\n\n"
     "  gdkvm prepare synthetic --out data/raw/synthetic --patients 20\n\n"
     "  gdkvm prepare camus --root data/raw/synthetic\n\n"
-    "  gdkvm prepare echonet --root /datasets/EchoNet-Dynamic --size 128",
+    "  gdkvm prepare echonet --root /datasets/EchoNet-Dynamic --size 128\n\n"
+    "  gdkvm prepare folder --root /datasets/my-echo --size 128",
     rich_markup_mode="rich",
     no_args_is_help=True,
 )
@@ -247,3 +250,58 @@ def echonet(
         )
     _print_summary(summary)
     _print_next(out)
+
+
+@prepare_app.command("folder")
+def folder(
+    root: Annotated[
+        Path,
+        typer.Option("--root", help="The folder holding videos/, masks/ and optionally splits.csv, meta.csv.",
+                     show_default=False),
+    ],
+    out: OutOpt = DEFAULT_OUT,
+    size: Annotated[int, typer.Option("--size", min=16, help="Output frame size (square).")] = 128,
+    frames: Annotated[
+        int,
+        typer.Option("--frames", min=2, help="Frames per clip, from the first to the last labelled frame."),
+    ] = 10,
+    sampling: SamplingOpt = Sampling.floor,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the 80/10/10 split by case when there is no splits.csv.")
+    ] = 0,
+    name: Annotated[
+        str, typer.Option("--name", help="Dataset folder under OUT (OUT/NAME/); also the manifest source.")
+    ] = "folder",
+    strict: StrictOpt = False,
+) -> None:
+    """Prepare a folder of your own recordings and LV masks.
+
+    Layout: [bold]videos/<case>.{avi,mp4,nii.gz,nii}[/]; masks as [bold]masks/<case>/<frame>.png[/]
+    (0 = background, 1 = LV, any frames, 0-based frame numbers) or [bold]masks/<case>.nii.gz[/] (a label
+    map per frame, all-background frames unlabelled); optional [bold]splits.csv[/] (case,split with
+    train/val/test; without it a seeded 80/10/10 split by case) and [bold]meta.csv[/]
+    (case,fps,spacing_row_mm,spacing_col_mm,view,ef). Each clip runs from the first to the last
+    labelled frame; labelled clip frames carry their masks. Bad cases are skipped and listed (fatal with
+    --strict). The store format is described in docs/store.md.
+
+    [bold]Examples[/]
+
+      gdkvm prepare folder --root /datasets/my-echo
+      gdkvm prepare folder --root /datasets/my-echo --size 256 --frames 16 --seed 1 --strict
+    """
+    from gdkvm.data.prepare_folder import prepare_folder
+
+    with progress_callback("folder") as update:
+        summary = prepare_folder(
+            root,
+            out,
+            size=size,
+            frames=frames,
+            sampling=sampling.value,
+            seed=seed,
+            name=name,
+            strict=strict,
+            progress=update,
+        )
+    _print_summary(summary)
+    _print_next(summary.out_dir.parent)
