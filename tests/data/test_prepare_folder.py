@@ -53,8 +53,10 @@ def phantom_clip(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_avi(path: Path, frames: np.ndarray, fps: float = 25.0) -> None:
+    """MJPG AVI, or MPEG-4 part 2 for a ``.mp4`` name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (WIDTH, HEIGHT), True)
+    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix == ".mp4" else "MJPG"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps, (WIDTH, HEIGHT), True)
     assert writer.isOpened()
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
@@ -67,12 +69,12 @@ def write_png_masks(folder: Path, masks: np.ndarray, frames=PNG_FRAMES) -> None:
         assert cv2.imwrite(str(folder / f"{f}.png"), masks[f])
 
 
-def build_folder(root: Path, avi_cases=("c0", "c1", "c2"), nii_cases=("n0", "n1")) -> Path:
-    """``root/videos`` + ``root/masks``: AVI cases with PNG masks on PNG_FRAMES, NIfTI cases with NIfTI label
-    maps labelled on NII_FRAMES (other frames all background)."""
-    for k, case in enumerate(avi_cases):
+def build_folder(root: Path, avi_cases=("c0", "c1", "c2"), nii_cases=("n0", "n1"), mp4_cases=()) -> Path:
+    """``root/videos`` + ``root/masks``: AVI (and MP4) cases with PNG masks on PNG_FRAMES, NIfTI cases with
+    NIfTI label maps labelled on NII_FRAMES (other frames all background)."""
+    for k, case in enumerate((*avi_cases, *mp4_cases)):
         frames, masks = phantom_clip(k)
-        write_avi(root / "videos" / f"{case}.avi", frames)
+        write_avi(root / "videos" / f"{case}.{'mp4' if case in mp4_cases else 'avi'}", frames)
         write_png_masks(root / "masks" / case, masks)
     for k, case in enumerate(nii_cases):
         frames, masks = phantom_clip(100 + k)
@@ -85,7 +87,7 @@ def build_folder(root: Path, avi_cases=("c0", "c1", "c2"), nii_cases=("n0", "n1"
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    return build_folder(tmp_path_factory.mktemp("byo") / "echo")
+    return build_folder(tmp_path_factory.mktemp("byo") / "echo", avi_cases=("c0", "c1"), mp4_cases=("c2",))
 
 
 def test_prepare_folder_writes_a_store_from_the_first_to_the_last_labelled_frame(folder, tmp_path):
@@ -102,7 +104,7 @@ def test_prepare_folder_writes_a_store_from_the_first_to_the_last_labelled_frame
     meta = verify_store(summary.out_dir)
     assert meta["dataset"] == "folder" and meta["source_root"] == str(folder.resolve())
     assert meta["options"] == {"size": 32, "frames": 6, "sampling": "floor", "seed": 3, "name": "folder"}
-    assert {"videos/c0.avi", "masks/c0/2.png", "masks/n1.nii.gz", "meta.csv"} <= set(meta["input_files"])
+    assert {"videos/c0.avi", "videos/c2.mp4", "masks/c0/2.png", "masks/n1.nii.gz", "meta.csv"} <= set(meta["input_files"])
     assert meta["split_source"].startswith("seeded")
     split_of = seeded_split(["c0", "c1", "c2", "n0", "n1"], 3)
     rows = {}
