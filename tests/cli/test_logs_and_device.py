@@ -165,6 +165,12 @@ def test_train_in_a_log_prints_plain_progress_lines(prepared_store, tmp_path):
     assert lines and lines[0].startswith("train 1/3 (33%)") and "clips/s" in lines[0], result.output
     assert lines[-1].startswith("train 3/3 (100%)")
 
+    scored = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "log"), "--device", "cpu", "--n-boot", "20",
+                                 "--threads", "1"])
+    assert scored.exit_code == 0, scored.output
+    assert "device: cpu (fp32), torch threads: 1" in scored.output
+    assert re.search(r"^evaluate test \d+/\d+ \(100%\)", scored.output, re.M), scored.output
+
     # resuming the finished run: no "last loss nan", the last logged loss and a clear word instead
     again = runner.invoke(app, ["train", "--preset", "tiny", "--data", str(prepared_store), "--device", "cpu",
                                 "--out", str(tmp_path), "--name", "log", "--resume", "--threads", "1"])
@@ -204,3 +210,10 @@ def test_flags_show_no_bool_metavar():
         result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "160"})
         assert result.exit_code == 0, result.output
         assert "<bool>" not in result.output and "--help" in result.output, command
+
+
+def test_predict_prints_the_device_line_first(tmp_path):
+    result = runner.invoke(app, ["predict", "--run", str(tmp_path / "no-run"), "--device", "cpu", "--threads", "1",
+                                 str(tmp_path / "clip.avi")])
+    assert result.exit_code != 0
+    assert result.output.splitlines()[0] == "device: cpu (fp32), torch threads: 1"
