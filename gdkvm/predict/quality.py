@@ -33,17 +33,28 @@ class Quality:
         return {"ok": self.ok, "flags": list(self.flags)}
 
 
-def _touches_edge(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """(T,) bool: the LV mask reaches the image border or the dark area outside the scan sector.
+def _sector(frames: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the scan sector, the convex hull of the largest region ever brighter than
+    BACKGROUND_LEVEL. A fan is convex, so dark blood, dropout and shadows inside it stay inside, and small
+    overlays outside it (depth markers, text) are left out."""
+    bright = (frames.max(axis=0) > BACKGROUND_LEVEL).astype(np.uint8)
+    bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=8)
+    sector = np.zeros(bright.shape, np.uint8)
+    if n <= 1:
+        return sector.astype(bool)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    points = np.column_stack(np.nonzero(labels == largest)[::-1]).astype(np.int32)
+    cv2.fillConvexPoly(sector, cv2.convexHull(points), 1)
+    return sector.astype(bool)
 
-    Outside the sector = pixels never brighter than BACKGROUND_LEVEL in any frame and connected to the
-    image border (the dark blood pool inside the sector is enclosed and has speckle, so it is not).
+
+def _touches_edge(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(T,) bool: the LV mask reaches the image border or the area outside the scan sector (:func:`_sector`).
+
     frames (T, H, W) uint8, masks (T, H, W) {0, 1}.
     """
-    dark = (frames.max(axis=0) <= BACKGROUND_LEVEL).astype(np.uint8)
-    _, labels = cv2.connectedComponents(dark, connectivity=4)
-    border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))) - {0}
-    outside = np.isin(labels, sorted(border)) & dark.astype(bool)
+    outside = ~_sector(frames)
     outside[0, :] = outside[-1, :] = outside[:, 0] = outside[:, -1] = True
     return (masks.astype(bool) & outside[None]).reshape(len(masks), -1).any(axis=1)
 

@@ -264,3 +264,24 @@ def test_reference_ef_from_a_filelist_beside_the_videos(tmp_path):
     assert o.ok and o.summary["reference_ef"] == pytest.approx(61.5)
     assert o.summary["reference_source"].endswith("FileList.csv")
     assert "61.5" in (tmp_path / "out" / "summary.csv").read_text()
+
+
+def test_sector_edge_flag_ignores_dark_blood_joined_to_the_outside_by_dropout():
+    """Realistic frames have a black cavity joined to the black outside by a wall dropout; the sector is
+    still the fan, so a mask inside the cavity is not on its edge, and one that leaves the fan is."""
+    rng = np.random.default_rng(1)
+    h = w = 96
+    yy, xx = np.mgrid[0:h, 0:w]
+    fan = (np.hypot(xx - w / 2, yy) < 90) & (np.abs(np.arctan2(xx - w / 2, yy + 1e-6)) < 0.6)
+    frames = np.where(fan, rng.integers(40, 200, (30, h, w)), 0).astype(np.uint8)
+    cavity = (np.hypot((xx - 48) / 12, (yy - 50) / 20) < 1)
+    channel = (np.abs(yy - 50) < 3) & (xx > 48)  # a dropout from the cavity out through the lateral wall
+    frames[:, cavity | (channel & fan)] = 0
+    frames[:, 5, 90] = 220  # a depth marker outside the fan
+    inside = np.zeros((30, h, w), np.uint8)
+    inside[:, cavity] = 1
+    good = Beat(5, 15, 100.0, 45.0)
+    assert not any("sector edge" in f for f in assess(frames, inside, 50.0, [good], [5]).flags)
+    leaving = inside.copy()
+    leaving[:, 40:60, 40:95] = 1  # out of the fan on the right
+    assert any("sector edge" in f for f in assess(frames, leaving, 50.0, [good], [5]).flags)
