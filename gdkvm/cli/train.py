@@ -101,7 +101,7 @@ def train(
     val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N iterations (default: 250).")] = None,
     ckpt_every: Annotated[int | None, typer.Option("--ckpt-every", help="Checkpoint every N iterations (default: 250).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")] = False,
-    backbone_weights: Annotated[Path | None, typer.Option("--backbone-weights", help="torchvision ResNet ImageNet weights (.pth / .safetensors).")] = None,
+    backbone_weights: Annotated[list[str] | None, typer.Option("--backbone-weights", help="torchvision ResNet ImageNet weights (.pth / .safetensors) per trunk: key=PATH (key encoder, ResNet-50 in the paper) and value=PATH (value encoder, ResNet-18), repeatable. A bare PATH (once) goes into every encoder whose architecture matches the file. Each file is checked against its trunk and recorded with its sha256 in config.yaml.")] = None,
     nproc: Annotated[int, typer.Option("--nproc", help="Processes for DDP (launched with torchrun).")] = 1,
     workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes (default: 0).")] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast on GPU (default: on).", show_default=False)] = None,
@@ -124,18 +124,21 @@ def train(
       gdkvm train --data data/prepared/camus --variant full --resume
 
       gdkvm train --data data/prepared/camus --nproc 2 --device cpu
+
+      gdkvm train --data data/prepared/camus --backbone-weights key=resnet50.pth --backbone-weights value=resnet18.pth
     """
     from gdkvm.engine.config import TrainConfig, load_train_config
     from gdkvm.engine.distributed import launch_torchrun
     from gdkvm.engine.inference import precision_name
     from gdkvm.engine.train import train_run
+    from gdkvm.models.weights import parse_backbone_weights
 
     given = {
         "iterations": iterations, "batch_size": batch_size, "lr": lr, "seed": seed,
         "supervision": supervision.value if supervision else None, "device": check_device_name(device) if device else None,
         "val_every": val_every, "ckpt_every": ckpt_every, "workers": workers, "amp": amp, "augment": augment,
         "augment_profile": augment_profile,
-        "backbone_weights": str(backbone_weights) if backbone_weights else None,
+        "backbone_weights": parse_backbone_weights(backbone_weights),
         "model_overrides": parse_model_set(model_set) if model_set else None,
     }
     if given["model_overrides"]:
@@ -150,7 +153,7 @@ def train(
         flags = {"--data": data, "--variant": variant, "--preset": preset, "--out": out, "--name": identity.run_name,
                  "--iterations": iterations, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
                  "--supervision": supervision, "--device": device, "--val-every": val_every,
-                 "--ckpt-every": ckpt_every, "--resume": resume, "--backbone-weights": backbone_weights,
+                 "--ckpt-every": ckpt_every, "--resume": resume,
                  "--workers": workers, "--augment-profile": augment_profile, "--threads": threads}
         args = _flags(flags)
         if amp is not None:
@@ -159,6 +162,8 @@ def train(
             args.append("--augment" if augment else "--no-augment")
         for item in model_set or []:
             args += ["--model-set", item]
+        for item in backbone_weights or []:
+            args += ["--backbone-weights", item]
         console.print(f"launching {nproc} processes with torchrun", soft_wrap=True)
         launch_torchrun(nproc, ["gdkvm.cli.main", "train", *args])
         _print_result(run_dir)

@@ -60,7 +60,9 @@ class TrainConfig:
     val_split: str = "val"
     max_val_videos: int = 0
     workers: int = 0
-    backbone_weights: str | None = None
+    # ImageNet ResNet weights: None; a bare path (into every trunk whose architecture matches the file);
+    # or {key: PATH, value: PATH} naming the trunks (`--backbone-weights key=PATH value=PATH`)
+    backbone_weights: str | dict[str, str] | None = None
     log_gates: bool = True
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -94,6 +96,9 @@ class TrainConfig:
 
         if self.augment_profile not in AUGMENT_PROFILES:
             raise ConfigError(f"train config: augment_profile {self.augment_profile!r} not in {list(AUGMENT_PROFILES)}")
+        from gdkvm.models.weights import check_backbone_spec
+
+        check_backbone_spec(self.backbone_weights, "train config: backbone_weights")
         if self.warmup < 0 or self.workers < 0 or self.max_val_videos < 0:
             raise ConfigError("train config: warmup, workers and max_val_videos must be >= 0")
         return self

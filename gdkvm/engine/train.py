@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from gdkvm import __version__
-from gdkvm.config import save_yaml, to_dict
+from gdkvm.config import load_yaml, save_yaml, to_dict
 from gdkvm.engine.checkpoint import (
     RunPaths,
     capture_rng_state,
@@ -349,6 +349,8 @@ class Trainer:
         self.best_dice: float | None = None
         self.best_iteration: int | None = None
         self.last_loss = float("nan")
+        #: ImageNet files loaded at the start (trunk, module, arch, path, sha256); None: not loaded here
+        self.backbone_records: list[dict[str, str]] | None = None
 
         self.train_split, self.val_split = _open_splits(cfg)
         self.model = build_training_model(cfg)
@@ -363,11 +365,14 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------------
     def load_backbone(self) -> None:
+        """Load ``cfg.backbone_weights`` into the encoders; ``self.backbone_records`` says what went where."""
         if self.cfg.backbone_weights:
-            from gdkvm.models.weights import load_imagenet_backbones
+            from gdkvm.models.weights import load_backbone_weights
 
-            for line in load_imagenet_backbones(self.model, [self.cfg.backbone_weights]):
-                self.log(f"loaded {line}")
+            self.backbone_records = load_backbone_weights(self.model, self.cfg.backbone_weights)
+            for r in self.backbone_records:
+                self.log(f"loaded {r['module']} ({r['arch']}) <- {Path(r['path']).name} "
+                         f"(sha256 {r['sha256'][:12]})")
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -584,16 +589,28 @@ class Trainer:
         barrier()
 
 
-def _write_run_config(cfg: TrainConfig, paths: RunPaths, model: nn.Module, info: DistInfo) -> None:
+def _write_run_config(cfg: TrainConfig, paths: RunPaths, model: nn.Module, info: DistInfo,
+                      backbone: list[dict[str, str]] | None = None) -> None:
+    """Write config.yaml; ``backbone`` (the ImageNet files loaded at the start, with sha256) goes in its
+    ``backbone_weights`` section. None (a resumed run) keeps the section the first start wrote."""
     from gdkvm.models.weights import code_version
 
     model_cfg = getattr(model, "config", None)
-    save_yaml(paths.config, {
+    if backbone is None and cfg.backbone_weights and paths.config.is_file():
+        try:
+            old = load_yaml(paths.config)
+        except GdkvmError:
+            old = None
+        backbone = old.get("backbone_weights") if isinstance(old, dict) else None
+    data = {
         "train": cfg.to_dict(),
         "model": to_dict(model_cfg) if model_cfg is not None else None,
         "world_size": info.world_size,
         "versions": {"gdkvm": __version__, "code": code_version(), "torch": str(torch.__version__)},
-    })
+    }
+    if backbone:
+        data["backbone_weights"] = backbone
+    save_yaml(paths.config, data)
 
 
 def _setup(cfg: TrainConfig, out: Path, resume: bool, info: DistInfo) -> tuple[TrainConfig, RunPaths, dict | None]:
@@ -658,7 +675,7 @@ def train_run(
         if info.is_main:
             paths.root.mkdir(parents=True, exist_ok=True)
             paths.remove_stale_temporaries()
-            _write_run_config(cfg, paths, trainer.model, info)
+            _write_run_config(cfg, paths, trainer.model, info, trainer.backbone_records)
         if state:
             trainer.load_state(state)
             if info.is_main:

@@ -122,7 +122,11 @@ def load_resnet_weights(trunk: ResNetTrunk, path: str | Path, what: str = "backb
     optional = [k for k in target if k.endswith("num_batches_tracked")]
     problem = describe_mismatch(target, source, optional=optional)
     if problem:
-        raise DataError(path, f"not a torchvision {trunk.arch} (width {trunk.width}) for the {what}: {problem}")
+        block, depths = architecture_signature(set(source))
+        looks = {("basic", (2, 2, 2)): "resnet18", ("bottleneck", (3, 4, 6)): "resnet50"}.get(
+            (block, tuple(depths)), f"{block} blocks {list(depths)}")
+        raise DataError(path, f"not a torchvision {trunk.arch} (width {trunk.width}) for the {what} "
+                        f"(the file looks like {looks}): {problem}")
     trunk.load_state_dict(source, strict=False)
 
 
@@ -130,26 +134,140 @@ def load_imagenet_backbones(model: nn.Module, paths: Iterable[str | Path]) -> li
     """Load torchvision ImageNet weights into every encoder of ``model`` whose architecture matches.
 
     Each file's architecture (ResNet-18 or -50) is read from its key names and the file goes into the
-    key encoder and/or the value encoder with that architecture (``--backbone-weights`` may be given
-    once per architecture). Returns lines like ``"key_encoder <- resnet50.pth"``. A file that fits no
-    encoder, or whose shapes do not match (e.g. the narrow ``tiny`` preset), is a one-line DataError.
+    key encoder and/or the value encoder with that architecture. Returns lines like
+    ``"key_encoder <- resnet50.pth"``. A file that fits no encoder, or whose shapes do not match (e.g.
+    the narrow ``tiny`` preset), is a one-line DataError. :func:`load_backbone_weights` names the trunk
+    of each file instead (``--backbone-weights key=PATH value=PATH``).
     """
-    trunks = {name: m for name, m in model.named_modules() if isinstance(m, ResNetTrunk)}
+    records = load_backbone_weights(model, [str(p) for p in paths], checksum=False)
+    return [f"{r['module']} <- {Path(r['path']).name}" for r in records]
+
+
+#: Trunk names of ``--backbone-weights NAME=PATH``: the key (image) encoder and the value (mask) encoder.
+BACKBONE_TRUNKS: tuple[str, ...] = ("key", "value")
+
+#: What a ``backbone_weights`` setting may be: None, a bare path (every trunk whose architecture matches
+#: the file, the meaning of gdkvm <= 0.x's single ``--backbone-weights PATH``) or ``{trunk: path}``.
+BackboneSpec = str | Mapping[str, str] | None
+
+
+def encoder_trunks(model: nn.Module) -> dict[str, tuple[str, ResNetTrunk]]:
+    """``{"key": (module name, trunk), "value": ...}``: the ResNet trunks of ``model`` by role.
+
+    The role is the first part of the module name without ``_encoder`` (``key_encoder`` -> key,
+    ``value_encoder.backbone`` -> value).
+    """
+    out: dict[str, tuple[str, ResNetTrunk]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, ResNetTrunk):
+            role = name.split(".")[0].removesuffix("_encoder")
+            out.setdefault(role, (name, module))
+    return out
+
+
+def parse_backbone_weights(items: Iterable[str] | None) -> BackboneSpec:
+    """``--backbone-weights`` values -> the config's ``backbone_weights``.
+
+    ``["key=a.pth", "value=b.pth"]`` -> ``{"key": "a.pth", "value": "b.pth"}``; a single bare
+    ``["r50.pth"]`` -> ``"r50.pth"`` (matched to the trunks by architecture, as before). Only
+    ``key=`` / ``value=`` prefixes name a trunk, so paths holding ``=`` still work as bare paths. A trunk
+    named twice, two bare paths, or a bare path mixed with named ones is a one-line ConfigError.
+    """
+    items = list(items or [])
+    named: dict[str, str] = {}
+    bare: list[str] = []
+    for item in items:
+        head, sep, tail = str(item).partition("=")
+        if sep and head.strip() in BACKBONE_TRUNKS:
+            trunk = head.strip()
+            if not tail.strip():
+                raise ConfigError(f"--backbone-weights {item!r}: no path after '{trunk}='")
+            if trunk in named:
+                raise ConfigError(f"--backbone-weights: trunk '{trunk}' given twice "
+                                  f"({named[trunk]!r} and {tail!r})")
+            named[trunk] = tail
+        elif not str(item).strip():
+            raise ConfigError("--backbone-weights: empty path")
+        else:
+            bare.append(str(item))
+    if bare and named:
+        raise ConfigError(f"--backbone-weights: a bare PATH ({bare[0]!r}) cannot be combined with "
+                          f"{'/'.join(f'{t}=PATH' for t in named)}; name every trunk (key=PATH value=PATH)")
+    if len(bare) > 1:
+        raise ConfigError(f"--backbone-weights: {len(bare)} bare paths; name the trunks instead: "
+                          "--backbone-weights key=PATH --backbone-weights value=PATH")
+    if bare:
+        return bare[0]
+    return named or None
+
+
+def check_backbone_spec(spec: object, where: str = "backbone_weights") -> None:
+    """One-line ConfigError unless ``spec`` is None, a non-empty path or ``{key|value: path}``."""
+    if spec is None or (isinstance(spec, str) and spec.strip()):
+        return
+    if isinstance(spec, Mapping) and spec:
+        for trunk, path in spec.items():
+            if trunk not in BACKBONE_TRUNKS:
+                raise ConfigError(f"{where}: unknown trunk {trunk!r}; expected one of {list(BACKBONE_TRUNKS)}")
+            if not isinstance(path, str) or not path.strip():
+                raise ConfigError(f"{where}: trunk '{trunk}' needs a path, got {path!r}")
+        return
+    raise ConfigError(f"{where}: expected a path or a mapping {{key: PATH, value: PATH}}, got {spec!r}")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_backbone_weights(model: nn.Module, spec: BackboneSpec | Iterable[str], checksum: bool = True
+                          ) -> list[dict[str, str]]:
+    """Load ImageNet ResNet weights into ``model``'s trunks as ``spec`` says; returns what was loaded.
+
+    ``spec``: ``{"key": PATH, "value": PATH}`` (each file checked against that trunk's architecture:
+    missing / unexpected keys and shape mismatches in one DataError line), a bare path or a list of bare
+    paths (each file into every trunk with the same architecture, read from its key names), or None.
+    Each record: ``trunk``, ``module``, ``arch``, ``path`` (absolute) and ``sha256`` (with ``checksum``).
+    """
+    if spec is None:
+        return []
+    if not isinstance(spec, (list, tuple, Path)):
+        check_backbone_spec(spec)
+    trunks = encoder_trunks(model)
     if not trunks:
         raise ConfigError(f"{type(model).__name__} has no ResNet encoder to load ImageNet weights into")
-    loaded = []
-    for path in paths:
-        path = Path(path)
-        signature = architecture_signature(set(read_state_dict_file(path)))
-        matches = [name for name, trunk in trunks.items() if trunk_signature(trunk) == signature]
-        if not matches:
-            have = ", ".join(f"{n} ({t.arch})" for n, t in trunks.items())
-            raise DataError(path, f"ResNet with {signature[0]} blocks {list(signature[1])} matches no encoder; "
-                            f"expected one of: {have}")
-        for name in matches:
-            load_resnet_weights(trunks[name], path, what=name.replace("_", " "))
-            loaded.append(f"{name} <- {path.name}")
-    return loaded
+    plan: list[tuple[str, Path]] = []  # (trunk role, file)
+    if isinstance(spec, Mapping):
+        for role, raw in spec.items():
+            if role not in trunks:
+                raise ConfigError(f"backbone weights for trunk '{role}': {type(model).__name__} has no {role} "
+                                  f"encoder (trunks: {', '.join(trunks)})")
+            plan.append((role, Path(raw)))
+    else:
+        for raw in [spec] if isinstance(spec, (str, Path)) else list(spec):
+            path = Path(raw)
+            signature = architecture_signature(set(read_state_dict_file(path)))
+            matches = [role for role, (_, trunk) in trunks.items() if trunk_signature(trunk) == signature]
+            if not matches:
+                have = ", ".join(f"{n} ({t.arch})" for n, t in trunks.values())
+                raise DataError(path, f"ResNet with {signature[0]} blocks {list(signature[1])} matches no encoder; "
+                                f"expected one of: {have} (or name the trunk: key=PATH / value=PATH)")
+            plan += [(role, path) for role in matches]
+    records = []
+    for role, path in plan:
+        module, trunk = trunks[role]
+        load_resnet_weights(trunk, path, what=f"{role} encoder ({module})")
+        record = {"trunk": role, "module": module, "arch": trunk.arch, "path": str(path.resolve())}
+        if checksum:
+            record["sha256"] = file_sha256(path)
+        records.append(record)
+    return records
 
 
 # ----------------------------------------------------------------------------- checkpoints
