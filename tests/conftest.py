@@ -43,3 +43,26 @@ def _restore_torch_threads():
     yield
     if torch.get_num_threads() != before:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def module_one_thread():
+    """One intra-op thread for a whole test module (``pytestmark = pytest.mark.usefixtures(...)``).
+
+    The tiny models gain nothing from two threads, and on a busy 2-core machine two OpenMP threads wait on
+    each other for every operator, which makes the tests many times slower.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def prepared_store(tmp_path_factory):
+    """Path of a tiny prepared CAMUS dataset folder (train/, val/, test/ and store.json), built once."""
+    from tests.engine.fixtures import build_store
+
+    return build_store(tmp_path_factory)

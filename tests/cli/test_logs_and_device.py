@@ -15,22 +15,11 @@ from gdkvm.cli.common import PlainProgress, start_long_command
 from gdkvm.cli.main import app
 from gdkvm.errors import ConfigError, GdkvmError
 from gdkvm.utils.device import apply_cpu_threads, default_cpu_threads
-from tests.engine.fixtures import build_store
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def prepared_store(tmp_path_factory):
-    return build_store(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("module_one_thread")
 
 
 class FakeClock:

@@ -3,29 +3,16 @@
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from gdkvm.cli.main import app
 from gdkvm.errors import ConfigError, GdkvmError
-from tests.engine.fixtures import build_store
 
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """One intra-op thread: as fast for the tiny model, and immune to a busy machine (see tests/engine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("module_one_thread")
 
-
-@pytest.fixture(scope="session")
-def prepared_store(tmp_path_factory):
-    """The tiny phantom store of the engine tests (built once per session)."""
-    return build_store(tmp_path_factory)
 
 
 def test_train_then_evaluate_prints_the_metrics_table(prepared_store, tmp_path):

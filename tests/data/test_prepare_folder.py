@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from gdkvm.cli.main import app
@@ -27,12 +26,7 @@ PNG_FRAMES = (2, 5, 9)  # labelled frames of the AVI cases
 NII_FRAMES = (1, 4, 10)  # labelled (non-empty) frames of the NIfTI label maps
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("module_one_thread")
 
 
 def phantom_clip(seed: int) -> tuple[np.ndarray, np.ndarray]:
