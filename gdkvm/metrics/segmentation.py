@@ -5,12 +5,19 @@
   mm when a spacing is given, else px. Both masks empty: every metric NaN (N/A). Exactly one empty:
   Dice = IoU = 0 and HD = HD95 = ASD = the field-of-view diagonal.
 * ``memsam``: MemSAM's ``eval_camus``/``eval_echonet`` with medpy's ``hd95``/``assd``. HD95 is the 95th
-  percentile of the pooled distances of both directions; ASD is the mean of the two directed means;
-  Dice and IoU carry a 1e-5 smoothing term. medpy raises on an empty mask; here the distances are NaN.
+  percentile of the pooled distances of both directions (medpy ``hd95``, every version); ASD is the mean
+  of the two directed means, which is **medpy 0.4.0's** ``assd`` (``mean(asd(a, b), asd(b, a))``).
+  medpy >= 0.5 (0.5.2 checked) changed ``assd`` to the mean of the pooled distances: that value is the
+  ``asd_pooled`` key. Dice and IoU carry a 1e-5 smoothing term. medpy raises on an empty mask; here the
+  distances are NaN.
 * ``gdkvm-legacy``: the historical GDKVM trainer (MONAI ``DiceMetric``, ``MeanIoU``,
   ``HausdorffDistanceMetric(percentile=95)``, ``SurfaceDistanceMetric(symmetric=True)``). Pixel units,
   spacing ignored. An empty reference gives NaN Dice/IoU; one empty mask gives HD95 NaN and ASD inf.
   Aggregate a column with :func:`aggregate_legacy`.
+
+Every mode also returns ``asd_pooled``, the mean of the pooled distances of both directions (medpy >= 0.5
+``assd``, MONAI ``symmetric=True``). It equals ``asd`` in ``clean`` and ``gdkvm-legacy``; in ``memsam`` it
+is the pooled alternative to the medpy 0.4.0 ``asd``.
 
 All modes share the surface definition of :mod:`gdkvm.metrics.surface`. See ``docs/metrics.md``.
 """
@@ -42,7 +49,8 @@ THRESHOLDS: dict[str, float] = {"clean": 0.5, "memsam": 0.6, "gdkvm-legacy": 0.5
 #: MemSAM's smoothing term in Dice and IoU.
 MEMSAM_SMOOTH = 1e-5
 
-METRIC_KEYS: tuple[str, ...] = ("dice", "iou", "hd", "hd95", "asd")
+#: ``asd_pooled``: the pooled ASD of every mode (== ``asd`` except in ``memsam``, see the module docstring).
+METRIC_KEYS: tuple[str, ...] = ("dice", "iou", "hd", "hd95", "asd", "asd_pooled")
 
 NAN = float("nan")
 
@@ -75,20 +83,24 @@ def _counts(pred: np.ndarray, ref: np.ndarray) -> tuple[int, int, int]:
 def _clean(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float]) -> dict[str, float | str]:
     has_pred, has_ref = bool(pred.any()), bool(ref.any())
     if not has_pred and not has_ref:
-        return {"dice": NAN, "iou": NAN, "hd": NAN, "hd95": NAN, "asd": NAN, "status": "both_empty"}
+        return {"dice": NAN, "iou": NAN, "hd": NAN, "hd95": NAN, "asd": NAN, "asd_pooled": NAN,
+                "status": "both_empty"}
     if has_pred != has_ref:
         penalty = field_of_view_diagonal(pred.shape, spacing)
-        return {"dice": 0.0, "iou": 0.0, "hd": penalty, "hd95": penalty, "asd": penalty, "status": "one_empty"}
+        return {"dice": 0.0, "iou": 0.0, "hd": penalty, "hd95": penalty, "asd": penalty, "asd_pooled": penalty,
+                "status": "one_empty"}
     tp, fp, fn = _counts(pred, ref)
     pred_surface, ref_surface = surface(pred), surface(ref)
     d_pr = directed_distances(pred_surface, ref_surface, spacing)
     d_rp = directed_distances(ref_surface, pred_surface, spacing)
+    pooled = float(np.concatenate([d_pr, d_rp]).mean())
     return {
         "dice": 2.0 * tp / (2 * tp + fp + fn),
         "iou": tp / (tp + fp + fn),
         "hd": float(max(d_pr.max(), d_rp.max())),
         "hd95": float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95))),
-        "asd": float(np.concatenate([d_pr, d_rp]).mean()),
+        "asd": pooled,
+        "asd_pooled": pooled,
         "status": "ok",
     }
 
@@ -102,7 +114,8 @@ def _memsam(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float]) -> 
     has_pred, has_ref = bool(pred.any()), bool(ref.any())
     if not (has_pred and has_ref):
         # medpy raises on an empty mask (MemSAM then crashes); report the distances as NaN instead.
-        out.update(hd=NAN, hd95=NAN, asd=NAN, status="both_empty" if has_pred == has_ref else "one_empty")
+        out.update(hd=NAN, hd95=NAN, asd=NAN, asd_pooled=NAN,
+                   status="both_empty" if has_pred == has_ref else "one_empty")
         return out
     pred_surface, ref_surface = surface(pred), surface(ref)
     d_pr = directed_distances(pred_surface, ref_surface, spacing)
@@ -110,7 +123,10 @@ def _memsam(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float]) -> 
     out.update(
         hd=float(max(d_pr.max(), d_rp.max())),
         hd95=float(np.percentile(np.concatenate([d_pr, d_rp]), 95)),
+        # medpy 0.4.0 assd: the two directed means weigh equally, whatever the surface sizes
         asd=float(np.mean([d_pr.mean(), d_rp.mean()])),
+        # medpy >= 0.5 assd: every surface pixel of both masks weighs equally
+        asd_pooled=float(np.concatenate([d_pr, d_rp]).mean()),
         status="ok",
     )
     return out
@@ -123,21 +139,24 @@ def _legacy(pred: np.ndarray, ref: np.ndarray) -> dict[str, float | str]:
     dice = 2.0 * tp / (2 * tp + fp + fn) if has_ref else NAN
     iou = tp / (tp + fp + fn) if has_ref else NAN
     if not has_pred and not has_ref:
-        return {"dice": dice, "iou": iou, "hd": NAN, "hd95": NAN, "asd": NAN, "status": "both_empty"}
+        return {"dice": dice, "iou": iou, "hd": NAN, "hd95": NAN, "asd": NAN, "asd_pooled": NAN,
+                "status": "both_empty"}
     if has_pred != has_ref:
         # MONAI fills the missing side's distances with inf: the percentile of an all-inf array
         # interpolates inf - inf = NaN, the maximum is inf, and the pooled mean is inf.
         return {"dice": dice, "iou": iou, "hd": float("inf"), "hd95": NAN, "asd": float("inf"),
-                "status": "one_empty"}
+                "asd_pooled": float("inf"), "status": "one_empty"}
     pred_surface, ref_surface = surface(pred), surface(ref)
     d_pr = directed_distances(pred_surface, ref_surface, (1.0, 1.0))
     d_rp = directed_distances(ref_surface, pred_surface, (1.0, 1.0))
+    pooled = float(np.concatenate([d_pr, d_rp]).mean())
     return {
         "dice": dice,
         "iou": iou,
         "hd": float(max(d_pr.max(), d_rp.max())),
         "hd95": float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95))),
-        "asd": float(np.concatenate([d_pr, d_rp]).mean()),
+        "asd": pooled,
+        "asd_pooled": pooled,
         "status": "ok",
     }
 
@@ -156,7 +175,7 @@ def segmentation_metrics(
         spacing: (sy, sx) pixel size, e.g. in mm; None means pixel units. Ignored by ``gdkvm-legacy``.
         mode: ``clean`` (re-release), ``memsam`` (MemSAM + medpy) or ``gdkvm-legacy`` (MONAI).
     Returns:
-        dict with float ``dice``, ``iou`` (fractions, not x100), ``hd``, ``hd95``, ``asd`` and the strings
+        dict with float ``dice``, ``iou`` (fractions, not x100), ``hd``, ``hd95``, ``asd``, ``asd_pooled`` and the strings
         ``unit`` ("mm" when a spacing was used, else "px"), ``status`` ("ok", "one_empty",
         "both_empty") and ``mode``. The empty-mask values per mode are listed in the module docstring.
     """
@@ -193,7 +212,7 @@ def segmentation_metrics_batch(
         mode: see :func:`segmentation_metrics`.
         item_ids: optional N names stored in an ``item`` column (default ``"0"``..``"N-1"``).
     Returns:
-        DataFrame with columns item, dice, iou, hd, hd95, asd, unit, status, mode.
+        DataFrame with columns item, dice, iou, hd, hd95, asd, asd_pooled, unit, status, mode.
     """
     preds = np.asarray(preds)
     refs = np.asarray(refs)

@@ -240,7 +240,7 @@ def test_batch_table_and_summary():
     preds = np.stack([a, a, empty])
     refs = np.stack([b, empty, empty])
     table = segmentation_metrics_batch(preds, refs, spacing=[(1, 1), (2, 2), (1, 1)], item_ids=["x", "y", "z"])
-    assert list(table.columns) == ["item", "dice", "iou", "hd", "hd95", "asd", "unit", "status", "mode"]
+    assert list(table.columns) == ["item", "dice", "iou", "hd", "hd95", "asd", "asd_pooled", "unit", "status", "mode"]
     assert table["item"].tolist() == ["x", "y", "z"]
     assert table["status"].tolist() == ["ok", "one_empty", "both_empty"]
     assert table.loc[1, "hd95"] == pytest.approx(math.hypot(31 * 2, 31 * 2))
