@@ -54,6 +54,7 @@ _COMMANDS = [
     ("gdkvm.cli.ablate", "ablate", "ablate"),
     ("gdkvm.cli.report", "report", "report"),
     ("gdkvm.cli.predict", "predict", "predict"),
+    ("gdkvm.cli.export", "export", "export"),
 ]
 
 
