@@ -52,6 +52,20 @@ class ClipForm(str, Enum):
     earlier_later = "earlier-later"
 
 
+class Protocol(str, Enum):
+    gdkvm = "gdkvm"
+    memsam = "memsam"
+
+
+class Gray(str, Enum):
+    channel = "channel"
+    luma = "luma"
+
+
+def _value(option: Enum | None) -> str | None:
+    return None if option is None else option.value
+
+
 RootOpt = Annotated[
     Path,
     typer.Option("--root", help="The dataset folder, or a folder that contains it.", show_default=False),
@@ -62,6 +76,26 @@ OutOpt = Annotated[
 SamplingOpt = Annotated[
     Sampling, typer.Option("--sampling", help="Frame rule: floor (MemSAM) or rint (GDKVM re-release).")
 ]
+ProtocolSamplingOpt = Annotated[
+    Sampling | None,
+    typer.Option("--sampling", help="Frame rule: floor (MemSAM) or rint (GDKVM re-release). "
+                 "Default: the protocol's, else floor.", show_default=False),
+]
+ProtocolFramesOpt = Annotated[
+    int | None,
+    typer.Option("--frames", min=2, help="Frames per clip, first = ED (or earlier), last = ES (or later). "
+                 "Default: the protocol's, else 10.", show_default=False),
+]
+
+
+def _protocol_opt(what: str) -> object:
+    return typer.Option(
+        "--protocol",
+        help=f"Set {what} together, exactly as the source does: gdkvm (the GDKVM re-release) or memsam "
+        f"(MemSAM). An option given explicitly overrides the protocol's value (store.json notes it). "
+        f"Without it, each option takes its own default. See docs/store.md, Protocols.",
+        show_default=False,
+    )
 FramesOpt = Annotated[
     int,
     typer.Option("--frames", min=2, help="Frames per clip, first = ED (or earlier), last = ES (or later)."),
@@ -157,17 +191,23 @@ def synthetic(
 def camus(
     root: RootOpt,
     out: OutOpt = DEFAULT_OUT,
-    size: Annotated[int, typer.Option("--size", min=16, help="Output frame size (square).")] = 256,
+    protocol: Annotated[
+        Protocol | None, _protocol_opt("sampling, size, frames, labels and split")
+    ] = None,
+    size: Annotated[int | None, typer.Option(
+        "--size", min=16, help="Output frame size (square). Default: 256.", show_default=False)] = None,
     labels: Annotated[
-        LabelSet,
-        typer.Option("--labels", help="lv: LV endocardium {0,1}; all: {0 bg,1 LV,2 myocardium,3 LA}."),
-    ] = LabelSet.lv,
-    sampling: SamplingOpt = Sampling.floor,
+        LabelSet | None,
+        typer.Option("--labels", help="lv: LV endocardium {0,1}; all: {0 bg,1 LV,2 myocardium,3 LA}. "
+                     "Default: lv.", show_default=False),
+    ] = None,
+    sampling: ProtocolSamplingOpt = None,
     split: Annotated[
-        CamusSplit,
-        typer.Option("--split", help="official (database_split/*.txt) or memsam (sequential 70/10/20)."),
-    ] = CamusSplit.official,
-    frames: FramesOpt = 10,
+        CamusSplit | None,
+        typer.Option("--split", help="official (database_split/*.txt) or memsam (sequential 70/10/20). "
+                     "Default: the protocol's, else official.", show_default=False),
+    ] = None,
+    frames: ProtocolFramesOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """Prepare CAMUS: 10 frames ED -> ES per view, resized, with masks on every frame.
@@ -176,6 +216,7 @@ def camus(
 
       gdkvm prepare camus --root data/raw/CAMUS_public
       gdkvm prepare camus --root data/raw --labels all --split memsam --out data/prepared
+      gdkvm prepare camus --root data/raw --protocol gdkvm
     """
     from gdkvm.data.prepare_camus import prepare_camus
 
@@ -183,10 +224,11 @@ def camus(
         summary = prepare_camus(
             root,
             out,
+            protocol=_value(protocol),
             size=size,
-            labels=labels.value,
-            sampling=sampling.value,
-            split=split.value,
+            labels=_value(labels),
+            sampling=_value(sampling),
+            split=_value(split),
             frames=frames,
             strict=strict,
             progress=update,
@@ -205,26 +247,43 @@ class TracingRows(str, Enum):
 def echonet(
     root: RootOpt,
     out: OutOpt = DEFAULT_OUT,
-    size: Annotated[int, typer.Option("--size", min=16, help="Output frame size (square).")] = 128,
-    sampling: SamplingOpt = Sampling.floor,
+    protocol: Annotated[
+        Protocol | None,
+        _protocol_opt("clip order, sampling, size, frames, grey conversion and tracing rows"),
+    ] = None,
+    size: Annotated[int | None, typer.Option(
+        "--size", min=16, help="Output frame size (square). Default: the protocol's, else 128.",
+        show_default=False)] = None,
+    sampling: ProtocolSamplingOpt = None,
     clip: Annotated[
-        ClipForm,
+        ClipForm | None,
         typer.Option(
-            "--clip", help="ed-es: cyclic forward ED->ES (re-release); earlier-later: MemSAM order."
+            "--clip", help="ed-es: cyclic forward ED->ES (re-release); earlier-later: MemSAM order. "
+            "Default: the protocol's, else ed-es.", show_default=False,
         ),
-    ] = ClipForm.ed_es,
-    frames: FramesOpt = 10,
+    ] = None,
+    frames: ProtocolFramesOpt = None,
+    gray: Annotated[
+        Gray | None,
+        typer.Option(
+            "--gray", help="channel: the first decoded channel (the videos are grey stored as RGB); "
+            "luma: OpenCV BGR2GRAY, as the re-release. Default: the protocol's, else channel.",
+            show_default=False,
+        ),
+    ] = None,
     tracing_rows: Annotated[
-        TracingRows,
+        TracingRows | None,
         typer.Option(
             "--tracing-rows",
             help="Mask rows of traced frames without exactly 21 rows (repeated tracings of 42/63/84 rows, "
             "odd counts): first = the first 21 rows (one tracing); all = every row after the first, "
-            "bit for bit as echonet/dynamic and the GDKVM re-release (their masks of twice-traced "
+            "the same rows as echonet/dynamic and the GDKVM re-release (their masks of twice-traced "
             "frames come out largely hollow); exact = skip the video unless both traced frames have "
-            "exactly 21 rows (MemSAM; skipped videos are listed, not bad cases).",
+            "exactly 21 rows (MemSAM; skipped videos are listed, not bad cases). Default: the protocol's, "
+            "else first.",
+            show_default=False,
         ),
-    ] = TracingRows.first,
+    ] = None,
     strict: StrictOpt = False,
 ) -> None:
     """Prepare EchoNet-Dynamic: 10 frames from the traced ED to ES, masks at the first and last frame.
@@ -233,6 +292,8 @@ def echonet(
 
       gdkvm prepare echonet --root data/raw/EchoNet-Dynamic
       gdkvm prepare echonet --root data/raw --size 256 --clip earlier-later --tracing-rows exact --strict
+      gdkvm prepare echonet --root data/raw --protocol gdkvm
+      gdkvm prepare echonet --root data/raw --protocol memsam --size 128
     """
     from gdkvm.data.prepare_echonet import prepare_echonet
 
@@ -240,11 +301,13 @@ def echonet(
         summary = prepare_echonet(
             root,
             out,
+            protocol=_value(protocol),
             size=size,
-            sampling=sampling.value,
-            clip=clip.value,
+            sampling=_value(sampling),
+            clip=_value(clip),
             frames=frames,
-            tracing_rows=tracing_rows.value,
+            gray=_value(gray),
+            tracing_rows=_value(tracing_rows),
             strict=strict,
             progress=update,
         )

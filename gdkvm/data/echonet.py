@@ -6,14 +6,17 @@ that are not a multiple of 21. Which rows make the mask polygon is the ``tracing
 (:data:`TRACING_ROWS`):
 
 - ``"first"`` (default): the first 21 rows when the frame has at least 21, else all of them;
-- ``"all"`` (echonet/dynamic, GDKVM re-release, bit for bit): every row of the frame after the first. A
+- ``"all"`` (the rows echonet/dynamic and the GDKVM re-release use): every row of the frame after the first. A
   frame traced twice then runs down each wall twice, and the even-odd fill of both tools leaves most of
   its mask hollow, which is why it is not the default;
 - ``"exact"`` (MemSAM): only videos whose two traced frames have exactly 21 rows are used; the
   others are skipped and listed (not bad cases).
 
 A frame with fewer than 3 rows is a problem under every policy. The mask polygon is the X1 ends of the
-chords followed by the X2 ends in reverse (same for Y). ED is the traced frame whose first tracing
+chords followed by the X2 ends in reverse (same for Y), rounded to integers and filled with
+``skimage.draw.polygon`` as echonet/dynamic and MemSAM do. The GDKVM re-release fills the same polygon
+with ``cv2.fillPoly``, which also sets the boundary pixels, so its masks are not bit for bit these
+(about 0.98 Dice between the two). ED is the traced frame whose first tracing
 (its first 21 rows) has the larger polygon area and ES the other one, under every policy; the row
 order is never trusted. Tracings without a FileList row (one in the real dataset) are listed apart
 and ignored.
@@ -330,10 +333,19 @@ def read_tracings(path: str | Path, tracing_rows: TracingRows = "first") -> Trac
     return result
 
 
-def load_video(path: str | Path) -> np.ndarray:
-    """Decode an AVI with OpenCV -> (F, H, W) uint8, one channel of the gray-as-RGB frames."""
+#: How a decoded BGR frame becomes one grey channel: ``"channel"`` keeps the first decoded channel (the
+#: videos store grey as RGB, so the channels agree up to JPEG chroma noise); ``"luma"`` is OpenCV's
+#: ``cvtColor(BGR2GRAY)`` (0.299 R + 0.587 G + 0.114 B, rounded), as the GDKVM re-release converts frames.
+GRAY_MODES: tuple[str, ...] = ("channel", "luma")
+GrayMode = Literal["channel", "luma"]
+
+
+def load_video(path: str | Path, gray: GrayMode = "channel") -> np.ndarray:
+    """Decode an AVI with OpenCV -> (F, H, W) uint8 grey frames (``gray``: see :data:`GRAY_MODES`)."""
     import cv2
 
+    if gray not in GRAY_MODES:
+        raise ValueError(f"unknown grey conversion {gray!r}; valid: {', '.join(GRAY_MODES)}")
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "video file not found")
@@ -346,7 +358,9 @@ def load_video(path: str | Path) -> np.ndarray:
             ok, frame = capture.read()
             if not ok or frame is None:
                 break
-            frames.append(frame[:, :, 0] if frame.ndim == 3 else frame)
+            if frame.ndim == 3:
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if gray == "luma" else frame[:, :, 0]
+            frames.append(frame)
     finally:
         capture.release()
     if not frames:
@@ -467,10 +481,11 @@ class EchoCase:
         return int(self.video.shape[0])
 
 
-def load_echonet_case(entry: EchoEntry) -> EchoCase:
-    """Decode the video, check the traced frames against it, and pick ED/ES by polygon area (of the
-    first tracing of each frame, :meth:`FrameTracing.first_tracing_area`; the row order is not used)."""
-    video = load_video(entry.video_path)
+def load_echonet_case(entry: EchoEntry, gray: GrayMode = "channel") -> EchoCase:
+    """Decode the video (``gray``: see :data:`GRAY_MODES`), check the traced frames against it, and pick
+    ED/ES by polygon area (of the first tracing of each frame, :meth:`FrameTracing.first_tracing_area`;
+    the row order is not used)."""
+    video = load_video(entry.video_path, gray)
     n_frames = video.shape[0]
     first, second = entry.tracings
     for tracing in (first, second):

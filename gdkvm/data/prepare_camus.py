@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gdkvm.data import camus
+from gdkvm.data.prepare_echonet import protocol_note, resolve_protocol
 from gdkvm.data.sampling import sample_indices
 from gdkvm.data.store import (
     CAMUS_VOLUME_METHOD,
@@ -32,18 +33,34 @@ from gdkvm.data.store import (
 )
 from gdkvm.errors import DataError, unknown_name
 
-__all__ = ["CamusPrepareOptions", "prepare_camus"]
+__all__ = ["CAMUS_DEFAULTS", "CAMUS_PROTOCOLS", "CamusPrepareOptions", "prepare_camus"]
+
+#: ``gdkvm``: the GDKVM re-release's CAMUS PNGs: ED -> ES with ``rint`` sampling, 256 px, LV only, the
+#: official patient split. ``memsam``: MemSAM (``utils/preprocess_camus.py``, ``load_video_and_mask_file``):
+#: ``floor`` sampling, 256 px, LV only, the sequential 70/10/20 patient split. CAMUS frames are grey
+#: already. Not reproduced: MemSAM resamples the *images* nearest (SimpleITK); here images are always
+#: resized bilinear (the re-release uses PIL bilinear, here OpenCV bilinear).
+CAMUS_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "gdkvm": {"sampling": "rint", "size": 256, "frames": 10, "labels": "lv", "split": "official"},
+    "memsam": {"sampling": "floor", "size": 256, "frames": 10, "labels": "lv", "split": "memsam"},
+}
+
+#: Without a protocol.
+CAMUS_DEFAULTS: dict[str, Any] = {"sampling": "floor", "size": 256, "frames": 10, "labels": "lv",
+                                  "split": "official"}
 
 
 @dataclass(frozen=True)
 class CamusPrepareOptions:
-    """How CAMUS clips are built (all of it is recorded in store.json)."""
+    """How CAMUS clips are built (all of it is recorded in store.json); ``protocol``: the
+    :data:`CAMUS_PROTOCOLS` entry the options came from, or None."""
 
     size: int = 256
     labels: Literal["lv", "all"] = "lv"
     sampling: Literal["floor", "rint"] = "floor"
     split: Literal["official", "memsam"] = "official"
     frames: int = 10
+    protocol: Literal["gdkvm", "memsam"] | None = None
 
 
 def _check_camus_options(opts: CamusPrepareOptions) -> None:
@@ -196,11 +213,12 @@ def prepare_camus(
     root: str | Path,
     out: str | Path,
     *,
-    size: int = 256,
-    labels: Literal["lv", "all"] = "lv",
-    sampling: Literal["floor", "rint"] = "floor",
-    split: Literal["official", "memsam"] = "official",
-    frames: int = 10,
+    protocol: Literal["gdkvm", "memsam"] | None = None,
+    size: int | None = None,
+    labels: Literal["lv", "all"] | None = None,
+    sampling: Literal["floor", "rint"] | None = None,
+    split: Literal["official", "memsam"] | None = None,
+    frames: int | None = None,
     strict: bool = False,
     progress: Progress | None = None,
 ) -> PrepareSummary:
@@ -213,13 +231,22 @@ def prepare_camus(
     ``root`` is the ``CAMUS_public`` folder or a folder containing it. Bad cases are skipped and listed
     (``strict=False``) or raise :class:`DataError` with nothing written (``strict=True``).
     ``progress(done, total)`` is called as inputs are hashed and cases are written.
+
+    ``protocol`` (``'gdkvm'`` or ``'memsam'``, :data:`CAMUS_PROTOCOLS`) sets sampling, size, frames,
+    labels and split as that source does; an explicit (not None) option overrides it. Without a protocol
+    unset options take :data:`CAMUS_DEFAULTS`.
     """
     start = time.perf_counter()
-    opts = CamusPrepareOptions(size=size, labels=labels, sampling=sampling, split=split, frames=frames)
+    values, overridden = resolve_protocol(
+        protocol, CAMUS_PROTOCOLS, CAMUS_DEFAULTS,
+        {"size": size, "labels": labels, "sampling": sampling, "split": split, "frames": frames},
+    )
+    opts = CamusPrepareOptions(**values, protocol=protocol)
     _check_camus_options(opts)
     root = camus.find_camus_root(root)
     base = root.parent
     jobs, global_files, notes, missing = _camus_jobs(root, opts.split)
+    notes[:0] = protocol_note(protocol, CAMUS_PROTOCOLS, values, overridden)
     if strict and missing:
         raise missing[0]
     files_of = {(p, v): camus.case_files(root, p, v) for _, p in jobs for v in camus.VIEWS}

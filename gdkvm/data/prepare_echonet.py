@@ -29,7 +29,69 @@ from gdkvm.data.store import (
 )
 from gdkvm.errors import DataError, unknown_name
 
-__all__ = ["EchonetPrepareOptions", "prepare_echonet"]
+__all__ = [
+    "ECHONET_DEFAULTS",
+    "ECHONET_PROTOCOLS",
+    "PROTOCOLS",
+    "EchonetPrepareOptions",
+    "prepare_echonet",
+    "resolve_protocol",
+]
+
+#: Data protocols: one name that sets every option its source fixes (docs/store.md "Protocols").
+PROTOCOLS: tuple[str, ...] = ("gdkvm", "memsam")
+
+#: ``gdkvm``: the GDKVM re-release (``gdkvm_data/echonet.py``): forward cyclic ED -> ES, ``rint`` sampling,
+#: 128 px, frames converted with ``cvtColor(BGR2GRAY)``, every tracing row after the first in the polygon.
+#: ``memsam``: MemSAM (``utils/preprocess_echonet.py``, ``load_video_and_mask_file``): earlier -> later
+#: traced frame, ``floor`` sampling, 256 px (its encoder input size), videos with exactly 21 rows per
+#: traced frame only; MemSAM keeps the 3 decoded channels, which are grey stored as RGB, so the
+#: one-channel store keeps the first one.
+ECHONET_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "gdkvm": {"clip": "ed-es", "sampling": "rint", "size": 128, "frames": 10, "gray": "luma",
+              "tracing_rows": "all"},
+    "memsam": {"clip": "earlier-later", "sampling": "floor", "size": 256, "frames": 10, "gray": "channel",
+               "tracing_rows": "exact"},
+}
+
+#: Without a protocol (gdkvm <= 0.1 defaults; note that they mix the re-release clip order with
+#: MemSAM's sampling).
+ECHONET_DEFAULTS: dict[str, Any] = {"clip": "ed-es", "sampling": "floor", "size": 128, "frames": 10,
+                                    "gray": "channel", "tracing_rows": "first"}
+
+
+def resolve_protocol(
+    protocol: str | None,
+    table: dict[str, dict[str, Any]],
+    defaults: dict[str, Any],
+    explicit: dict[str, Any],
+) -> tuple[dict[str, Any], list[str]]:
+    """Options from a protocol: an explicit (non-None) value wins over the protocol, the protocol over
+    the defaults. Returns the options and the names of the protocol settings an explicit value changed."""
+    if protocol is not None and protocol not in table:
+        raise unknown_name("data protocol", str(protocol), tuple(table))
+    preset = table[protocol] if protocol is not None else {}
+    values = {**defaults, **preset}
+    overridden = []
+    for name, value in explicit.items():
+        if value is None:
+            continue
+        if name in preset and preset[name] != value:
+            overridden.append(name)
+        values[name] = value
+    return values, overridden
+
+
+def protocol_note(protocol: str | None, table: dict[str, dict[str, Any]], values: dict[str, Any],
+                  overridden: list[str]) -> list[str]:
+    """The store.json note that names the protocol and what explicit options changed in it."""
+    if protocol is None:
+        return []
+    if not overridden:
+        return [f"protocol '{protocol}': every option as its source"]
+    changed = ", ".join(f"{n}={values[n]!r} (protocol: {table[protocol][n]!r})" for n in overridden)
+    return [f"protocol '{protocol}' with explicit options overriding it: {changed}; the store is not "
+            f"exactly the {protocol} protocol"]
 
 
 @dataclass(frozen=True)
@@ -38,17 +100,23 @@ class EchonetPrepareOptions:
     ``'earlier-later'`` (MemSAM: earlier traced frame first). ``tracing_rows`` picks the mask rows of
     traced frames that do not have exactly 21 rows: ``'all'`` (echonet/dynamic and the re-release:
     every row after the first), ``'first'`` (the first 21 rows) or ``'exact'`` (MemSAM: skip the
-    video unless both traced frames have exactly 21 rows); see :mod:`gdkvm.data.echonet`."""
+    video unless both traced frames have exactly 21 rows); see :mod:`gdkvm.data.echonet`. ``gray``:
+    ``'channel'`` (first decoded channel) or ``'luma'`` (``cvtColor(BGR2GRAY)``, re-release).
+    ``protocol``: the :data:`ECHONET_PROTOCOLS` entry the options came from, or None."""
 
     size: int = 128
     sampling: Literal["floor", "rint"] = "floor"
     clip: Literal["ed-es", "earlier-later"] = "ed-es"
     frames: int = 10
     tracing_rows: Literal["all", "first", "exact"] = "first"
+    gray: Literal["channel", "luma"] = "channel"
+    protocol: Literal["gdkvm", "memsam"] | None = None
 
 
 def _check_echonet_options(opts: EchonetPrepareOptions) -> None:
     _check_common(opts.size, opts.sampling, opts.frames)
+    if opts.gray not in echonet.GRAY_MODES:
+        raise unknown_name("grey conversion", str(opts.gray), echonet.GRAY_MODES)
     if opts.clip not in echonet.CLIP_FORMS:
         raise unknown_name("clip form", str(opts.clip), echonet.CLIP_FORMS)
     if opts.tracing_rows not in echonet.TRACING_ROWS:
@@ -153,11 +221,13 @@ def prepare_echonet(
     root: str | Path,
     out: str | Path,
     *,
-    size: int = 128,
-    sampling: Literal["floor", "rint"] = "floor",
-    clip: Literal["ed-es", "earlier-later"] = "ed-es",
-    frames: int = 10,
-    tracing_rows: Literal["all", "first", "exact"] = "first",
+    protocol: Literal["gdkvm", "memsam"] | None = None,
+    size: int | None = None,
+    sampling: Literal["floor", "rint"] | None = None,
+    clip: Literal["ed-es", "earlier-later"] | None = None,
+    frames: int | None = None,
+    tracing_rows: Literal["all", "first", "exact"] | None = None,
+    gray: Literal["channel", "luma"] | None = None,
     strict: bool = False,
     progress: Progress | None = None,
 ) -> PrepareSummary:
@@ -170,11 +240,19 @@ def prepare_echonet(
     (:class:`EchonetPrepareOptions`). Untraced videos, tracings without a FileList row and videos
     skipped by ``tracing_rows='exact'`` are skipped and listed (never fatal); bad cases are skipped and
     listed, or fatal with ``strict=True``.
+
+    ``protocol`` (``'gdkvm'`` or ``'memsam'``, :data:`ECHONET_PROTOCOLS`) sets clip order, sampling,
+    size, frames, grey conversion and tracing rows as that source does; an option given explicitly (not
+    None) overrides it. Without a protocol the unset options take :data:`ECHONET_DEFAULTS`. The protocol
+    is recorded in store.json ``options``, with a note naming any override.
     """
     start = time.perf_counter()
-    opts = EchonetPrepareOptions(
-        size=size, sampling=sampling, clip=clip, frames=frames, tracing_rows=tracing_rows
+    values, overridden = resolve_protocol(
+        protocol, ECHONET_PROTOCOLS, ECHONET_DEFAULTS,
+        {"size": size, "sampling": sampling, "clip": clip, "frames": frames, "tracing_rows": tracing_rows,
+         "gray": gray},
     )
+    opts = EchonetPrepareOptions(**values, protocol=protocol)
     _check_echonet_options(opts)
     root = echonet.find_echonet_root(root)
     base = root.parent
@@ -182,7 +260,7 @@ def prepare_echonet(
     if strict and index.problems:
         raise index.problems[0]
     bad: list[BadCase] = [_bad_case(e, base) for e in index.problems]
-    notes = _echonet_notes(index)
+    notes = protocol_note(protocol, ECHONET_PROTOCOLS, values, overridden) + _echonet_notes(index)
     inputs = [root / "FileList.csv", root / "VolumeTracings.csv"] + [e.video_path for e in index.entries]
     total = len(inputs) + len(index.entries)
     report = progress or (lambda done, total: None)
@@ -197,7 +275,7 @@ def prepare_echonet(
     def clips() -> Iterator[StoreClip]:
         for k, entry in enumerate(index.entries, start=1):
             try:
-                case = echonet.load_echonet_case(entry)
+                case = echonet.load_echonet_case(entry, opts.gray)
                 images, masks, labeled, row = _echonet_clip(case, opts, tracings_path)
             except DataError as e:
                 if strict:

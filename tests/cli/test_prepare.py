@@ -84,6 +84,8 @@ def test_prepare_echonet(tmp_path):
         "clip": "earlier-later",
         "frames": 6,
         "tracing_rows": "first",
+        "gray": "channel",
+        "protocol": None,
     }
     store = open_store(out / "echonet", "test")
     assert store.images.shape == (1, 6, 32, 32)

@@ -373,6 +373,8 @@ def test_echonet_tracing_rows_exact_skips_not_bad_cases(tmp_path):
         "clip": "ed-es",
         "frames": 10,
         "tracing_rows": "exact",
+        "gray": "channel",
+        "protocol": None,
     }
     assert open_store(tmp_path / "out" / "echonet", "train").manifest["case_id"].tolist() == ["V1"]
     with pytest.raises(ConfigError, match="unknown tracing-rows policy 'most'"):
