@@ -27,8 +27,8 @@ def export(
 ) -> None:
     """Export one streaming step: (frame, *state) -> (logits, *new_state), shapes fixed, state starts at zeros.
 
-    Rules with a constant-size state export (gdr, linear, delta, the gdr ablations; gka to torchscript
-    only); softmax memory grows with every frame and does not. See docs/export.md for the loop.
+    Rules with a constant-size state export (gdr, linear, delta, the gdr ablations, gka); softmax memory
+    grows with every frame and does not. See docs/export.md for the loop.
 
     [bold]Examples[/]
 

@@ -13,14 +13,16 @@ the same order. The first frame gets an all-zero state (what ``GDKVM.init_state`
 Shapes are fixed at export time (``batch`` and the ``size`` x ``size`` frame the model was trained at):
 the graphs are traced (``torch.jit.trace`` / ``torch.onnx.export``), never scripted. Only rules with a
 constant-size state export: ``softmax`` keeps every past frame's keys and values, so its state grows
-and cannot be a fixed-shape graph input. ``gka`` exports to TorchScript; its ridge solve (Cholesky)
-has no ONNX operator, so it does not export to ONNX. A first-frame prompt is not part of the step.
+and cannot be a fixed-shape graph input. ``gka``'s ridge solve (Cholesky) has no ONNX operator: for
+ONNX it is traced as an unrolled Cholesky factorisation and substitution (O(Ck) small ops). A
+first-frame prompt is not part of the step.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,9 @@ from gdkvm.utils.atomic import atomic_path
 
 EXPORT_FORMATS: tuple[str, ...] = ("torchscript", "onnx")
 SPEC_FORMAT = "gdkvm-export-step/1"
-#: Memory rules whose step has no ONNX equivalent, with the reason.
-ONNX_BLOCKERS: dict[str, str] = {
-    "gka": "its ridge readout solves with a Cholesky factorisation (torch.linalg.cholesky_ex / "
-           "cholesky_solve), which has no ONNX operator; export it as torchscript",
-}
+#: Memory rules whose step has no ONNX equivalent, with the reason (none at present: gka's Cholesky solve
+#: is exported unrolled, see ``_onnx_friendly_linalg``).
+ONNX_BLOCKERS: dict[str, str] = {}
 
 
 @dataclass
@@ -166,14 +166,63 @@ def export_step(model: nn.Module, out: str | Path, fmt: str, size: int, batch: i
     return spec
 
 
+def _unrolled_cholesky(a: Tensor) -> Tensor:
+    """Lower Cholesky factor of SPD ``a [..., n, n]`` column by column, in plain ops ONNX has."""
+    n = a.shape[-1]
+    below = [(torch.arange(n, device=a.device) >= j).to(a.dtype) for j in range(n)]
+    cols: list[Tensor] = []
+    for j in range(n):
+        v = a[..., :, j]
+        if cols:
+            left = torch.stack(cols, dim=-1)  # [..., n, j]
+            v = v - (left @ left[..., j, :].unsqueeze(-1)).squeeze(-1)
+        cols.append(v / torch.sqrt(v[..., j : j + 1]) * below[j])
+    return torch.stack(cols, dim=-1)
+
+
+def _unrolled_cholesky_solve(rhs: Tensor, chol: Tensor) -> Tensor:
+    """``x`` with ``L L^T x = rhs`` (``rhs [..., n, m]``, ``chol`` lower), by unrolled substitutions."""
+    n = chol.shape[-1]
+    ys: list[Tensor] = []
+    for i in range(n):  # L y = rhs
+        r = rhs[..., i, :]
+        if ys:
+            r = r - (chol[..., i, :i].unsqueeze(-2) @ torch.stack(ys, dim=-2)).squeeze(-2)
+        ys.append(r / chol[..., i, i : i + 1])
+    xs: list[Tensor] = [ys[0]] * n
+    for i in reversed(range(n)):  # L^T x = y
+        r = ys[i]
+        if i < n - 1:
+            r = r - (chol[..., i + 1 :, i].unsqueeze(-2) @ torch.stack(xs[i + 1 :], dim=-2)).squeeze(-2)
+        xs[i] = r / chol[..., i, i : i + 1]
+    return torch.stack(xs, dim=-2)
+
+
+@contextmanager
+def _onnx_friendly_linalg():
+    """Swap ``torch.linalg.cholesky_ex`` / ``torch.cholesky_solve`` (no ONNX operators) for unrolled
+    versions while tracing, so the gka ridge solve exports (a graph of O(Ck) small ops)."""
+    chol_ex, solve = torch.linalg.cholesky_ex, torch.cholesky_solve
+
+    def cholesky_ex(a: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
+        return _unrolled_cholesky(a), torch.zeros(a.shape[:-2], dtype=torch.int32)
+
+    torch.linalg.cholesky_ex, torch.cholesky_solve = cholesky_ex, _unrolled_cholesky_solve
+    try:
+        yield
+    finally:
+        torch.linalg.cholesky_ex, torch.cholesky_solve = chol_ex, solve
+
+
 def _export_onnx(step: StreamingStep, args: tuple[Tensor, ...], spec: StepSpec, out: Path, opset: int) -> None:
     try:
         import onnx  # noqa: F401  (torch.onnx needs it)
     except ImportError:
         raise ConfigError("ONNX export needs the 'onnx' package: pip install onnx (onnxruntime to run it)") from None
     with atomic_path(out) as tmp:
-        torch.onnx.export(step, args, str(tmp), input_names=spec.inputs, output_names=spec.outputs,
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        with _onnx_friendly_linalg():
+            torch.onnx.export(step, args, str(tmp), input_names=spec.inputs, output_names=spec.outputs,
+                              opset_version=opset, dynamo=False, do_constant_folding=True)
         import onnx
 
         proto = onnx.load(str(tmp))
