@@ -49,3 +49,10 @@ def test_readme_python_example_runs(phantom, tmp_path, monkeypatch, capsys, one_
 
     exec(compile(STEPPER_EXAMPLE, "README stepper example", "exec"), namespace)
     assert namespace["lv"].shape == (1, namespace["size"], namespace["size"])
+
+
+def test_readme_holds_the_tested_examples_verbatim():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert EXAMPLE in readme and STEPPER_EXAMPLE in readme
