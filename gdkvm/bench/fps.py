@@ -86,7 +86,7 @@ FPS_COLUMNS: tuple[str, ...] = (
 )
 MODES: tuple[str, ...] = ("model-only", "end-to-end", "reference")
 
-#: GDKVM's published speed: 37 FPS on one RTX 3090 (paper Sec. 4.2; results/paper/fig5_speed_params.csv).
+#: GDKVM's published speed: 37 FPS on one RTX 3090 (paper Sec. 4.2; gdkvm/report/paper/fig5_speed_params.csv).
 PAPER_FPS = 37.0
 #: GPU targets (docs/benchmarks.md): paper preset, 256 x 256, bf16, on an H100.
 TARGET_STREAMING_FPS = 10 * PAPER_FPS

@@ -88,7 +88,9 @@ def ef_table(summary: dict[str, Any]) -> Table | None:
 def evaluate(
     run: Annotated[Path, typer.Option("--run", help="Training run folder (config.yaml + checkpoint).")],
     split: Annotated[Split, typer.Option("--split", help="Split to score.")] = Split.test,
-    data: Annotated[Path | None, typer.Option("--data", help="Prepared dataset folder (default: the run's).")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="A prepared dataset folder to score instead of the run's own store, or a folder to search "
+                       "below for the run's store by its recorded id (default: the run's recorded store).")] = None,
     mode: Annotated[Mode, typer.Option("--mode", help="Metric protocol: clean | memsam | gdkvm-legacy.")] = Mode.clean,
     checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="auto (best, else last) | best | last.")] = Checkpoint.auto,
     device: Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)] = "auto",
@@ -107,13 +109,15 @@ def evaluate(
 
       gdkvm evaluate --run results/runs/camus-full-paper --split val --mode memsam
     """
-    from gdkvm.engine.evaluate import evaluate_run
+    from gdkvm.engine.evaluate import evaluate_run, find_eval_store
     from gdkvm.engine.inference import precision_name
 
     device = check_device_name(device)
+    found = find_eval_store(run, data)
     start_long_command(device, lambda dev: precision_name(dev, True), threads)
+    console.print(found.line(), soft_wrap=True, markup=False, highlight=False)
     with progress_callback(f"evaluate {split.value}") as update:
-        result = evaluate_run(run, split.value, data=data, mode=mode.value, checkpoint=checkpoint.value,
+        result = evaluate_run(run, split.value, data=found, mode=mode.value, checkpoint=checkpoint.value,
                               device=device, batch=batch, n_boot=n_boot,
                               progress=lambda done, total: update(done, total))
     from gdkvm.engine.evaluate import _json_safe

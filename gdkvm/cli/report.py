@@ -16,8 +16,11 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Report folder (replaced as a whole).")] = Path("results/report"),
     bench: Annotated[Path, typer.Option("--bench", help="Folder of benchmark CSVs (gdkvm bench).")] = Path(
         "results/bench"),
-    paper: Annotated[Path, typer.Option("--paper", help="Folder of the paper's numbers (CSV).")] = Path(
-        "results/paper"),
+    paper: Annotated[Path | None, typer.Option(
+        "--paper", help="Folder of the paper's numbers (CSV; default: the numbers shipped with gdkvm).")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Folder to search for each run's prepared store by its recorded id, when the store is "
+                       "not at the path the run recorded (moved runs).")] = None,
 ) -> None:
     """Build the report: Tables 1-5 beside the paper's, Fig. 5/6/7/9-style figures, curves and scaling plots.
 
@@ -35,7 +38,7 @@ def report(
     from gdkvm.report.build import build_report
 
     try:
-        result = build_report(runs, out, bench_dir=bench, paper_dir=paper)
+        result = build_report(runs, out, bench_dir=bench, paper_dir=paper, data_dir=data)
     except GdkvmError as e:
         if debug_enabled():
             raise
@@ -50,6 +53,8 @@ def report(
     ]
     console.print("[bold]report built[/]")
     for line in lines:
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+    for line in result.stores:
         console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     for path in result.figures:
         console.print(f"  figure: {path}", soft_wrap=True, markup=False, highlight=False)

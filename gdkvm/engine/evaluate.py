@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from gdkvm.data.locate import FoundStore
 from gdkvm.engine.checkpoint import RunPaths
 from gdkvm.engine.config import TrainConfig, load_train_config
 from gdkvm.engine.distributed import resolve_device
@@ -383,11 +384,33 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def find_eval_store(run_dir: str | Path, data: str | Path | None = None) -> FoundStore:
+    """The prepared store to evaluate a run on: ``data`` itself when it is a prepared store (an explicit
+    choice, e.g. another dataset); otherwise the run's recorded store, found by
+    :func:`gdkvm.data.locate.locate_store` (recorded path, relative to the run folder and its parents,
+    then by ``data_id`` under ``data``). Raises a one-line GdkvmError naming the paths tried."""
+    from gdkvm.config import load_yaml
+    from gdkvm.data.locate import STORE_FILE, locate_store
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise GdkvmError(f"{run_dir}: run folder not found")
+    if data is not None and (Path(data) / STORE_FILE).is_file():
+        path = Path(data).resolve()
+        meta = json.loads((path / STORE_FILE).read_text(encoding="utf-8"))
+        return FoundStore(path, "given by --data", meta if isinstance(meta, dict) else {"files": {}})
+    paths = RunPaths(run_dir)
+    if not paths.config.is_file():
+        raise GdkvmError(f"{paths.config}: missing, so {run_dir} is not a (complete) training run folder")
+    raw = load_yaml(paths.config)
+    return locate_store(run_dir, raw if isinstance(raw, dict) else {}, search=data)
+
+
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
     *,
-    data: str | Path | None = None,
+    data: str | Path | FoundStore | None = None,
     mode: str = "clean",
     checkpoint: str = "auto",
     device: str = "auto",
@@ -403,7 +426,9 @@ def evaluate_run(
     Args:
         run_dir: a training run folder (``config.yaml`` + a checkpoint).
         split: ``train``, ``val`` or ``test``.
-        data: prepared dataset folder; defaults to the run's ``data``.
+        data: a prepared dataset folder to use instead of the run's own store, or a folder to search
+            below for the run's store by its ``data_id`` (:func:`find_eval_store`), or a
+            :class:`~gdkvm.data.locate.FoundStore` already located.
         mode: metric protocol, ``clean`` (default), ``memsam`` or ``gdkvm-legacy``.
         checkpoint: ``auto`` (best, else last), ``best`` or ``last``.
         verify: check the store's SHA-256 manifest first.
@@ -420,7 +445,8 @@ def evaluate_run(
     run_dir = Path(run_dir)
     torch_device = resolve_device(device)
     cfg, model, ckpt = load_run(run_dir, checkpoint, torch_device)
-    data_dir = Path(data) if data is not None else Path(cfg.data)
+    found = data if isinstance(data, FoundStore) else find_eval_store(run_dir, data)
+    data_dir = found.path
     if verify:
         verify_store(data_dir)
     store = open_store(data_dir, split)
@@ -441,6 +467,8 @@ def evaluate_run(
         "mode": mode,
         "checkpoint": ckpt.name,
         "n_videos": len(store),
+        "store": str(data_dir),
+        "store_found": found.how,
         "unit": str(frames["unit"].iloc[0]) if len(frames) else None,
         "n_boot": n_boot,
         "segmentation": summarize_segmentation(frames, mode, n_boot, seed),

@@ -19,7 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -610,6 +610,9 @@ def _write_run_config(cfg: TrainConfig, paths: RunPaths, model: nn.Module, info:
     }
     if backbone:
         data["backbone_weights"] = backbone
+    from gdkvm.data.locate import store_record
+
+    data["store"] = store_record(cfg.data, paths.root)  # evaluate / report find the store again by it
     save_yaml(paths.config, data)
 
 
@@ -668,6 +671,8 @@ def train_run(
     info = init_distributed(device)
     try:
         cfg, paths, state = _setup(cfg, Path(out), resume, info)
+        # the absolute, resolved store path: evaluate and report may run from another folder
+        cfg = replace(cfg, data=str(Path(cfg.data).resolve()))
         _check_store(Path(cfg.data), info)
         trainer = Trainer(cfg, paths, info, device, progress, log)
         if not state:

@@ -58,6 +58,8 @@ class ReportResult:
     missing: list[str] = field(default_factory=list)
     runs: int = 0
     evaluated_runs: int = 0
+    #: one line per run: the prepared store used and how it was found (or why none was)
+    stores: list[str] = field(default_factory=list)
 
 
 def _check_out_dir(out_dir: Path, runs_dir: Path) -> None:
@@ -145,12 +147,13 @@ def render_markdown(blocks: list[Block]) -> str:
 
 
 def build_report(runs_dir: str | Path, out_dir: str | Path, bench_dir: str | Path = "results/bench",
-                 paper_dir: str | Path = "results/paper") -> ReportResult:
+                 paper_dir: str | Path | None = None, data_dir: str | Path | None = None) -> ReportResult:
     """Build the report of every run under ``runs_dir`` into ``out_dir``.
 
     Reads only files (run folders, their prepared stores, benchmark CSVs, paper CSVs). Anything absent
     or malformed is listed under "Missing" in the report and in :attr:`ReportResult.missing`; the rest
-    is still built. ``out_dir`` is replaced as a whole, atomically, and only if it is empty, absent, or
+    is still built. ``paper_dir`` None: the paper's numbers shipped with gdkvm. ``data_dir``: a folder
+    searched for each run's store by its recorded id when it is not at its recorded path. ``out_dir`` is replaced as a whole, atomically, and only if it is empty, absent, or
     an earlier report.
 
     Raises:
@@ -160,11 +163,12 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, bench_dir: str | Pat
     if not runs_dir.is_dir():
         raise GdkvmError(f"{runs_dir}: runs folder not found")
     _check_out_dir(out_dir, runs_dir)
-    data = collect(runs_dir, bench_dir, paper_dir)
+    data = collect(runs_dir, bench_dir, paper_dir, data_dir)
     tables = all_tables(data)  # may add to data.missing
     missing = list(data.missing)
     generated = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    sources = {"runs": str(runs_dir), "bench": str(bench_dir), "paper": str(paper_dir)}
+    sources = {"runs": str(runs_dir), "bench": str(bench_dir),
+               "paper": str(paper_dir) if paper_dir is not None else "numbers shipped with gdkvm"}
     with atomic_dir(out_dir) as tmp:
         (tmp / "tables").mkdir()
         figures_dir = tmp / "figures"
@@ -185,4 +189,5 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, bench_dir: str | Pat
     return ReportResult(
         out_dir=out_dir, index_html=out_dir / "index.html", report_md=out_dir / "report.md",
         tables=[out_dir / p for p in manifest["tables"]], figures=[out_dir / p for p in manifest["figures"]],
-        missing=missing, runs=len(data.runs), evaluated_runs=sum(1 for r in data.runs if r.evals))
+        missing=missing, runs=len(data.runs), evaluated_runs=sum(1 for r in data.runs if r.evals),
+        stores=[f"{r.name}: {r.source.found}" for r in data.runs])

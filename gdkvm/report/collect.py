@@ -1,13 +1,13 @@
 """Read what the other stages wrote into tidy DataFrames, noting plainly what is missing.
 
-Inputs (formats from :mod:`gdkvm.engine`, :mod:`gdkvm.bench` and ``results/paper``):
+Inputs (formats from :mod:`gdkvm.engine`, :mod:`gdkvm.bench` and ``gdkvm/report/paper``):
 
 * run folders ``<runs>/<name>/``: ``config.yaml``, ``metrics.jsonl``, ``train_done.json`` and
   ``eval/<split>[-<mode>]/{summary.json, per_video.csv, per_frame.csv, ef.csv, predictions.npy}``;
-  the prepared store named by the config's ``data`` (its ``store.json`` tells the dataset and, where
-  recorded, whether it came from the synthetic phantom);
+  the run's prepared store, found as :func:`gdkvm.data.locate.locate_store` says (its ``store.json``
+  tells the dataset and, where recorded, whether it came from the synthetic phantom);
 * benchmark CSVs under ``results/bench`` (schemas of :mod:`gdkvm.bench.fps` / :mod:`gdkvm.bench.scaling`);
-* the paper's numbers under ``results/paper`` (long format, see its README).
+* the paper's numbers shipped in ``gdkvm/report/paper`` (long format, see its README).
 
 Nothing here raises on a bad or incomplete input except a runs folder that does not exist: every other
 problem becomes one line in :attr:`ReportData.missing` and the rest is still collected.
@@ -68,6 +68,7 @@ class DataSource:
         label: what tables and figures print, e.g. ``synthetic phantom (CAMUS format)``.
         evidence: why ``phantom`` has its value (one line).
         store_dir: the prepared dataset folder, when it was found.
+        found: one line, which store was used and how it was found, or why none was.
     """
 
     dataset: str
@@ -76,6 +77,7 @@ class DataSource:
     label: str
     evidence: str
     store_dir: Path | None
+    found: str = ""
 
 
 @dataclass
@@ -190,18 +192,16 @@ def _float(value: Any) -> float:
 # ------------------------------------------------------------------------------ data source
 
 
-def find_store(data: str, run_dir: Path) -> Path | None:
-    """The prepared dataset folder named by a run's ``data``: as given (relative to the current folder),
-    or relative to the folder above the runs folder's parent (``results/runs`` -> repo root), or to the
-    run folder. None when none of them holds a ``store.json``."""
-    if not data:
-        return None
-    given = Path(data)
-    candidates = [given] if given.is_absolute() else [given, run_dir.parent.parent.parent / given, run_dir / given]
-    for candidate in candidates:
-        if (candidate / "store.json").is_file():
-            return candidate
-    return None
+def find_store(config: dict[str, Any], run_dir: Path, search: Path | None = None) -> tuple[Path | None, str]:
+    """The prepared store of a run (parsed ``config.yaml``) and one line saying how it was found, or
+    ``(None, why not)``; the search order is :func:`gdkvm.data.locate.locate_store`'s."""
+    from gdkvm.data.locate import locate_store
+
+    try:
+        found = locate_store(run_dir, config, search=search)
+    except GdkvmError as e:
+        return None, str(e)
+    return found.path, found.line()
 
 
 def _phantom_from_meta(meta: dict[str, Any]) -> tuple[bool | None, str]:
@@ -229,16 +229,21 @@ def _phantom_from_meta(meta: dict[str, Any]) -> tuple[bool | None, str]:
     return None, ""
 
 
-def describe_source(data: str, run_dir: Path, dataset_hint: str | None = None) -> DataSource:
+def describe_source(config: dict[str, Any], run_dir: Path, dataset_hint: str | None = None,
+                    search: Path | None = None) -> DataSource:
     """Dataset name and provenance (phantom or not) of a run's prepared store.
 
     The phantom writes ``README_PHANTOM.txt`` and ``phantom_truth.json`` into its raw folder; a store
     records whether it was prepared from one in ``store.json`` (fields checked by
     :func:`_phantom_from_meta`). Failing that, a phantom marker file in the store folder or its two
-    parents counts (a store prepared inside the phantom folder). Otherwise provenance is unknown and
-    the label says so instead of claiming real data.
+    parents counts (a store prepared inside the phantom folder). When the store is not found, the
+    ``dataset`` and ``phantom`` flags recorded in config.yaml's ``store`` section at train time are used.
+    Otherwise provenance is unknown and the label says so instead of claiming real data.
     """
-    store = find_store(data, run_dir)
+    store, found = find_store(config, run_dir, search)
+    train = config.get("train") if isinstance(config.get("train"), dict) else config
+    data = str(train.get("data") or "")
+    record = config.get("store") if isinstance(config.get("store"), dict) else {}
     meta: dict[str, Any] = {}
     if store is not None:
         try:
@@ -247,9 +252,13 @@ def describe_source(data: str, run_dir: Path, dataset_hint: str | None = None) -
             meta = {}
         if not isinstance(meta, dict):
             meta = {}
-    dataset = str(meta.get("dataset") or dataset_hint or (Path(data).name if data else "unknown"))
+    dataset = str(meta.get("dataset") or record.get("dataset") or dataset_hint
+                  or (Path(data).name if data else "unknown"))
     paper_dataset = DATASET_NAMES.get(dataset, dataset)
     phantom, evidence = _phantom_from_meta(meta)
+    if phantom is None and store is None and isinstance(record.get("phantom"), bool):
+        phantom = record["phantom"]
+        evidence = f"config.yaml 'store.phantom': {str(phantom).lower()} (recorded at train time; store not found)"
     if phantom is None and store is not None:
         for base in (store, store.parent, store.parent.parent):
             for marker in PHANTOM_FILES:
@@ -266,7 +275,7 @@ def describe_source(data: str, run_dir: Path, dataset_hint: str | None = None) -
         where = "store not found" if store is None else "store does not record its source"
         label = f"{paper_dataset} format, provenance unknown"
         evidence = f"{where}; not marked as real data"
-    return DataSource(dataset, paper_dataset, phantom, label, evidence, store)
+    return DataSource(dataset, paper_dataset, phantom, label, evidence, store, found)
 
 
 # ------------------------------------------------------------------------------ metrics.jsonl
@@ -373,12 +382,14 @@ def _config_fields(raw: Any) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def read_run(run_dir: Path, missing: list[str]) -> RunData | None:
-    """One run folder; None (with a note) when it has no readable ``config.yaml``."""
+def read_run(run_dir: Path, missing: list[str], search: Path | None = None) -> RunData | None:
+    """One run folder; None (with a note) when it has no readable ``config.yaml``. ``search``: a folder
+    to look for the run's store in by its recorded id when it is not at the recorded path."""
     from gdkvm.config import load_yaml
 
     try:
-        cfg = _config_fields(load_yaml(run_dir / "config.yaml"))
+        raw = load_yaml(run_dir / "config.yaml")
+        cfg = _config_fields(raw)
     except GdkvmError as e:
         missing.append(f"{run_dir}: skipped, {e}")
         return None
@@ -405,15 +416,15 @@ def read_run(run_dir: Path, missing: list[str]) -> RunData | None:
         missing.append(f"{run_dir}: no evaluation (eval/<split>/summary.json); "
                        f"run `gdkvm evaluate --run {run_dir}` to add it to the tables")
     hint = next((str(e.summary["dataset"]) for e in evals if e.summary.get("dataset")), None)
-    source = describe_source(str(cfg.get("data", "")), run_dir, hint)
+    source = describe_source(raw if isinstance(raw, dict) else {}, run_dir, hint, search)
     if source.store_dir is None:
-        missing.append(f"{run_dir}: prepared store '{cfg.get('data')}' not found (no qualitative overlays)")
+        missing.append(f"{source.found} (no qualitative overlays)")
     return RunData(name=run_dir.name, path=run_dir, variant=str(cfg["variant"]), preset=str(cfg.get("preset", "?")),
                    data=str(cfg.get("data", "")), source=source, finished=finished, iterations=iterations,
                    last_iteration=last, train=train, val=val, gates=gates, evals=evals)
 
 
-def read_runs(runs_dir: Path, missing: list[str]) -> list[RunData]:
+def read_runs(runs_dir: Path, missing: list[str], search: Path | None = None) -> list[RunData]:
     """Every run folder directly under ``runs_dir`` (sorted by name).
 
     Raises:
@@ -428,7 +439,7 @@ def read_runs(runs_dir: Path, missing: list[str]) -> list[RunData]:
         if not (child / "config.yaml").is_file():
             missing.append(f"{child}: skipped, no config.yaml (not a run folder)")
             continue
-        run = read_run(child, missing)
+        run = read_run(child, missing, search)
         if run is not None:
             runs.append(run)
     if not runs:
@@ -659,18 +670,26 @@ def read_bench(bench_dir: Path, missing: list[str]) -> tuple[pd.DataFrame, pd.Da
 # ------------------------------------------------------------------------------ everything
 
 
+def paper_numbers_dir() -> Path:
+    """The paper's numbers shipped with the package (``gdkvm/report/paper/*.csv``)."""
+    from importlib.resources import files
+
+    return Path(str(files("gdkvm.report") / "paper"))
+
+
 def collect(runs_dir: str | Path, bench_dir: str | Path = "results/bench",
-            paper_dir: str | Path = "results/paper") -> ReportData:
-    """Read runs, benchmarks and paper numbers.
+            paper_dir: str | Path | None = None, data_dir: str | Path | None = None) -> ReportData:
+    """Read runs, benchmarks and paper numbers (``paper_dir`` None: the numbers shipped with gdkvm).
+    ``data_dir``: a folder searched for run stores by their recorded id when not at the recorded path.
 
     Raises:
         GdkvmError: ``runs_dir`` does not exist. Every other problem is a line in ``missing``.
     """
     missing: list[str] = []
     runs_dir = Path(runs_dir)
-    runs = read_runs(runs_dir, missing)
+    runs = read_runs(runs_dir, missing, Path(data_dir) if data_dir is not None else None)
     fps, scaling, files = read_bench(Path(bench_dir), missing)
-    paper = read_paper(Path(paper_dir), missing)
+    paper = read_paper(Path(paper_dir) if paper_dir is not None else paper_numbers_dir(), missing)
     return ReportData(runs_dir=runs_dir, runs=runs, segmentation=segmentation_table(runs),
                       ef=ef_agreement_table(runs), fps=fps, scaling=scaling, paper=paper, missing=missing,
                       bench_files=files)

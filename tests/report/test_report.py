@@ -26,7 +26,7 @@ from tests.report.fixtures import (
     write_store,
 )
 
-PAPER = Path(__file__).resolve().parents[2] / "results" / "paper"
+PAPER = Path(__file__).resolve().parents[2] / "gdkvm" / "report" / "paper"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 runner = CliRunner()
 
