@@ -62,24 +62,22 @@ def segmentation_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-_METHOD_LABELS = {"biplane-simpson": "biplane", "single-plane-simpson": "1-plane", "area-length": "area-len"}
-_REFERENCE_LABELS = {"pred_vs_ref_masks": "ref masks", "pred_vs_manifest": "dataset",
-                     "ref_masks_vs_manifest": "ref~dataset"}
-
-
 def ef_table(summary: dict[str, Any]) -> Table | None:
-    """EF agreement per method (biplane / single-plane Simpson, area-length) and reference: n, Pearson r,
+    """EF agreement per method (the report's names: biplane-simpson, single-plane-simpson, area-length)
+    and reference (the report's labels, :data:`gdkvm.metrics.clinical.EF_REFERENCES`): n, Pearson r,
     bias, SD (ddof=1), MAE. Limits of agreement and the MemSAM-style numbers are in summary.json."""
+    from gdkvm.metrics.clinical import EF_REFERENCES
+
     if not summary.get("ef"):
         return None
     table = Table(title="ejection fraction (%), prediction - reference", header_style="bold",
-                  caption="ref~dataset: EF of the reference masks vs the dataset's EF")
+                  caption="method bias: EF of the reference masks (same method) vs the dataset's EF")
     for col in ("method", "reference", "n", "r", "bias", "SD", "MAE"):
         table.add_column(col, justify="left" if col in ("method", "reference") else "right", no_wrap=True)
     for method, block in summary["ef"].items():
-        for key, label in _REFERENCE_LABELS.items():
+        for key, label in EF_REFERENCES.items():
             a = block[key]
-            table.add_row(_METHOD_LABELS.get(method, method), label, str(a.get("n")),
+            table.add_row(method, label, str(a.get("n")),
                           _fmt(a.get("pearson_r"), digits=3), _fmt(a.get("bias"), digits=1),
                           _fmt(a.get("sd"), digits=1), _fmt(a.get("mae"), digits=1))
     return table

@@ -388,6 +388,14 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+#: The agreement blocks of an evaluation's ``ef`` summary (gdkvm.engine.evaluate.summarize_ef) and the one
+#: label each gets in the terminal table and in the report. "method bias": the EF method on the reference
+#: masks against the dataset's own EF, i.e. the bias of the volume routine itself, shown beside each
+#: comparison with the dataset EF.
+EF_REFERENCES: dict[str, str] = {"pred_vs_ref_masks": "reference masks", "pred_vs_manifest": "dataset EF",
+                                 "ref_masks_vs_manifest": "method bias"}
+
+
 def ef_agreement(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray) -> dict[str, float | int]:
     """Agreement between predicted and reference EF under three conventions.
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gdkvm.errors import GdkvmError
+from gdkvm.metrics.clinical import EF_REFERENCES  # one set of labels: terminal table and report
 
 DATASET_NAMES: dict[str, str] = {"camus": "CAMUS", "echonet": "EchoNet-Dynamic"}
 PHANTOM_FILES: tuple[str, ...] = ("phantom_truth.json", "README_PHANTOM.txt", "CAMUS_public/README_PHANTOM.txt")
@@ -50,7 +51,7 @@ EF_COLUMNS: tuple[str, ...] = (
     "split", "mode", "method", "reference", "n", "n_dropped", "corr", "bias", "sd", "loa_low", "loa_high",
     "mae", "memsam_bias", "memsam_std",
 )
-EF_REFERENCES: dict[str, str] = {"pred_vs_ref_masks": "reference masks", "pred_vs_manifest": "dataset EF"}
+
 
 
 # ------------------------------------------------------------------------------ data classes
@@ -544,8 +545,8 @@ SCALING_NEEDED: tuple[str, ...] = ("schema_version", "bench", "memory_rule", "fr
                                    "ms_per_frame_at_t", "state_bytes", "peak_mem_bytes", "device_name", "dtype",
                                    "status")
 FPS_FRAME_COLUMNS: tuple[str, ...] = ("variant", "preset", "mode", "dtype", "batch", "compile", "cuda_graphs", "fps",
-                                      "ms_per_frame", "params", "params_m", "device_name", "commit", "status", "ok",
-                                      "file")
+                                      "ms_per_frame", "params", "params_m", "device_type", "device_name", "commit", "status",
+                                      "ok", "file")
 SCALING_FRAME_COLUMNS: tuple[str, ...] = ("rule", "frames", "ms_per_frame", "ms_at_t", "state_bytes",
                                           "peak_mem_bytes", "device_name", "dtype", "status", "ok", "file")
 

@@ -26,9 +26,11 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from gdkvm.report.collect import EvalData, ReportData, RunData
 
 DPI = 110
-GT_COLOR = (0, 200, 0)
-PRED_COLOR = (230, 0, 0)
-OVERLAP_COLOR = (255, 220, 0)
+# Colour-blind-safe overlay palette (Okabe-Ito blue and orange, distinct for red-green colour blindness and in
+# lightness; overlap white, the "sum" of the two)
+GT_COLOR = (0, 114, 178)
+PRED_COLOR = (230, 159, 0)
+OVERLAP_COLOR = (255, 255, 255)
 OVERLAY_ALPHA = 0.45
 MAX_HEATMAP_COLUMNS = 300
 VALUE_BINS = 64
@@ -70,9 +72,20 @@ def _provenance_suffix(run: RunData) -> str:
 # ------------------------------------------------------------------------------ Fig. 5
 
 
-def fps_vs_dice(data: ReportData, out_dir: Path, missing: list[str]) -> list[FigureInfo]:
-    """Bubble chart FPS (x) vs mDice (y), bubble area ~ parameters: the paper's printed GDKVM point and
-    each of our evaluated runs that has an fps benchmark row of its variant."""
+#: Fig. 5 point groups: (legend label, marker, face colour, hatch). Our points on the synthetic phantom or
+#: timed on a CPU are drawn as hatched triangles so they never read as results beside the paper's GPU point.
+FIG5_GROUPS: dict[str, tuple[str, str, str, str]] = {
+    "paper": ("paper: published (GPU, RTX 3090, real data)", "D", "C0", ""),
+    "ours": ("ours: GPU, real data", "o", "C2", ""),
+    "not-comparable": ("ours: synthetic phantom and/or CPU (not comparable with the paper)", "^", "0.75", "////"),
+}
+
+
+def fig5_points(data: ReportData, missing: list[str]) -> list[dict]:
+    """The points of Fig. 5: the paper's printed GDKVM point and each evaluated run of ours that has an fps
+    benchmark row of its variant. Each point: ``label``, ``fps``, ``mdice``, ``params_m``, ``ours`` and
+    ``group`` (a key of :data:`FIG5_GROUPS`: ``paper``, ``ours``, or ``not-comparable`` for a run on the
+    synthetic phantom, of unknown provenance, or timed on a CPU), with ``why`` naming the reasons."""
     from gdkvm.report.tables import _primary_rows, pick_fps_row
 
     points: list[dict] = []
@@ -82,34 +95,52 @@ def fps_vs_dice(data: ReportData, out_dir: Path, missing: list[str]) -> list[Fig
             values = dict(zip(group["metric"], group["value"], strict=True))
             if {"fps", "params_m", "mDice"} <= set(values):
                 points.append({"label": f"{method} (paper, {dataset})", "fps": values["fps"], "mdice": values["mDice"],
-                               "params_m": values["params_m"], "ours": False})
+                               "params_m": values["params_m"], "ours": False, "group": "paper", "why": []})
     for _, r in _primary_rows(data).iterrows():
         bench = pick_fps_row(data.fps, str(r["variant"]), str(r["preset"]))
         if bench is None:
             missing.append(f"Fig. 5: run {r['run']} has no fps benchmark row for variant '{r['variant']}' "
                            "(run `gdkvm bench fps`), so it is not in the bubble chart")
             continue
-        params = bench["params_m"]
+        why = []
+        phantom = r["phantom"]
+        if not isinstance(phantom, (bool, np.bool_)):
+            why.append("provenance unknown")
+        elif phantom:
+            why.append("synthetic phantom")
+        device_type = str(bench.get("device_type", "") or "").lower()
+        if device_type == "cpu" or (device_type in ("", "nan") and "cpu" in str(bench["device_name"]).lower()):
+            why.append("CPU")
         points.append({"label": f"{r['run']} ({r['variant']}/{bench['preset']}, {bench['dtype']}, "
                                 f"{bench['device_name']}) [{r['data_label']}]",
-                       "fps": bench["fps"], "mdice": r["mdice"], "params_m": params, "ours": True})
-    points = [p for p in points if np.isfinite(p["fps"]) and np.isfinite(p["mdice"])]
-    if not points:
-        missing.append("Fig. 5: no point to draw (no paper fig5 CSV and no run with both an evaluation and an "
-                       "fps benchmark row)")
-        return []
+                       "fps": bench["fps"], "mdice": r["mdice"], "params_m": bench["params_m"], "ours": True,
+                       "group": "not-comparable" if why else "ours", "why": why})
+    return [p for p in points if np.isfinite(p["fps"]) and np.isfinite(p["mdice"])]
+
+
+def draw_fig5(points: list[dict]) -> Figure:
+    """The bubble chart of :func:`fig5_points`' points (x: FPS, log; y: mDice; area ~ parameters); one
+    marker style per group of :data:`FIG5_GROUPS`, named in the legend's first entries."""
     fig = _new_figure(8.5, 5.5)
     ax = fig.add_subplot()
     sizes = [p["params_m"] if np.isfinite(p["params_m"]) else 1.0 for p in points]
     scale = 1000.0 / max(max(sizes), 1e-9)
+    groups = list(dict.fromkeys(p["group"] for p in points))
     handles = []
+    for key in FIG5_GROUPS:
+        if key in groups:
+            label, marker, face, hatch = FIG5_GROUPS[key]
+            handles.append(Patch(facecolor=face, edgecolor="black", hatch=hatch, label=label) if hatch else
+                           Line2D([], [], ls="", marker=marker, ms=9, color=face, markeredgecolor="black", label=label))
     for i, p in enumerate(points):
-        color = f"C{(i % 9) + 1}" if p["ours"] else "C0"
-        marker = "o" if p["ours"] else "D"
+        _label, marker, face, hatch = FIG5_GROUPS[p["group"]]
+        color = f"C{(i % 7) + 3}" if p["group"] == "ours" else face
         area = max(scale * (p["params_m"] if np.isfinite(p["params_m"]) else 1.0), 30.0)
-        ax.scatter(p["fps"], p["mdice"], s=area, color=color, alpha=0.55, edgecolors="black", marker=marker)
+        ax.scatter(p["fps"], p["mdice"], s=area, color=color, alpha=0.55, edgecolors="black", marker=marker,
+                   hatch=hatch or None, linestyles="--" if hatch else "-", label=p["group"])
+        tag = f" ({', '.join(p['why'])})" if p["why"] else ""
         handles.append(Line2D([], [], ls="", marker=marker, ms=8, color=color, markeredgecolor="black", alpha=0.7,
-                              label=f"{i + 1}. {p['label']}: {_fmt_params(p['params_m'])}"))
+                              label=f"{i + 1}. {p['label']}: {_fmt_params(p['params_m'])}{tag}"))
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
@@ -121,12 +152,26 @@ def fps_vs_dice(data: ReportData, out_dir: Path, missing: list[str]) -> list[Fig
     _number_points(ax, [(p["fps"], p["mdice"]) for p in points])
     fig.legend(handles=handles, loc="outside lower center", fontsize=7.5, frameon=False)
     ax.set_title("Speed vs accuracy (bubble area ~ parameters)")
+    return fig
+
+
+def fps_vs_dice(data: ReportData, out_dir: Path, missing: list[str]) -> list[FigureInfo]:
+    """Bubble chart FPS (x) vs mDice (y), bubble area ~ parameters: the paper's printed GDKVM point and
+    each of our evaluated runs that has an fps benchmark row of its variant (:func:`fig5_points`)."""
+    points = fig5_points(data, missing)
+    if not points:
+        missing.append("Fig. 5: no point to draw (no paper fig5 CSV and no run with both an evaluation and an "
+                       "fps benchmark row)")
+        return []
+    fig = draw_fig5(points)
     name = "fig5_fps_vs_dice.png"
     _save(fig, out_dir / name)
     caption = ("Paper Fig. 5 style. Only GDKVM's point (37 FPS, 35.2 M parameters, mDice 95.11, RTX 3090) is printed "
                "in the paper; the other methods' FPS are only drawn there, so they are not shown. Our points: FPS "
                "from results/bench (device and precision in the legend), mDice from our test evaluation, "
-               "parameters from the benchmark row. Different hardware and data: compare with care.")
+               "parameters from the benchmark row. Hatched grey triangles: runs on the synthetic phantom (or of "
+               "unknown provenance) or timed on a CPU; they are not comparable with the paper's point, whatever "
+               "their position.")
     return [FigureInfo(name, "Fig. 5: FPS vs mDice", caption, "fig5")]
 
 
@@ -245,7 +290,7 @@ def _bland_altman_panel(ax, ref: np.ndarray, pred: np.ndarray, method: str) -> N
 
 
 def overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """RGB uint8 (H, W, 3): grey image with ground truth green, prediction red, overlap yellow.
+    """RGB uint8 (H, W, 3): grey image with ground truth blue, prediction orange, overlap white.
 
     Args:
         image: (H, W) uint8; gt, pred: (H, W) bool.
@@ -340,8 +385,8 @@ def qualitative_overlays(data: ReportData, out_dir: Path, missing: list[str]) ->
         name = f"fig7_overlays_{safe_name(run.name)}.png"
         _save(fig, out_dir / name)
         caption = (f"Paper Fig. 7 style for {run.label} on {run.source.label}: the best, median and worst {ev.split} "
-                   "clip by mean Dice over its scored frames, first and last scored frame. Green: ground truth only, red: prediction only, "
-                   "yellow: overlap.")
+                   "clip by mean Dice over its scored frames, first and last scored frame. Blue: ground truth only, orange: prediction "
+                   "only, white: overlap (a colour-blind-safe palette).")
         infos.append(FigureInfo(name, f"Fig. 7: qualitative, {run.name}", caption, "fig7"))
     return infos
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from gdkvm.metrics.clinical import EF_REFERENCES
 from gdkvm.report.collect import ReportData, RunData
 
 PHANTOM_WARNING = (
@@ -228,8 +229,11 @@ def _ef_table(data: ReportData, stem: str, dataset: str, number: int) -> ReportT
                      "paper_std": p.get("std_pct")})
     ours = data.ef[data.ef["paper_dataset"] == dataset]
     for _, r in ours.iterrows():
+        reference = r["reference"]
+        if reference == EF_REFERENCES["ref_masks_vs_manifest"]:
+            reference = f"{reference}: reference masks vs dataset EF"
         rows.append({"method": f"ours: {r['run']} ({r['variant']}/{r['preset']})", "source": r["data_label"],
-                     "ef_method": r["method"], "reference": f"{r['reference']} ({_eval_label(r['split'], r['mode'])})",
+                     "ef_method": r["method"], "reference": f"{reference} ({_eval_label(r['split'], r['mode'])})",
                      "n": r["n"], "corr": r["corr"], "bias": r["bias"], "sd": r["sd"],
                      "memsam_bias": r["memsam_bias"], "memsam_std": r["memsam_std"]})
     columns = ["method", "source", "ef_method", "reference", "n", "corr", "paper_bias", "paper_std", "bias", "sd",
@@ -237,7 +241,9 @@ def _ef_table(data: ReportData, stem: str, dataset: str, number: int) -> ReportT
     frame = pd.DataFrame(rows, columns=columns)
     caption = (f"EF agreement on {dataset}: the paper's Table {number} beside our runs. 'Reference masks' "
                "compares with EF from the ground-truth masks by the same volume routine; 'dataset EF' with "
-               "the dataset's own EF." + _phantom_caption(ours["data_label"]))
+               "the dataset's own EF; the 'method bias' row beside it is the same EF method on the ground-truth "
+               "masks against the dataset's EF, the part of the 'dataset EF' bias that is the method's, not the "
+               "model's." + _phantom_caption(ours["data_label"]))
     shown = [Column("method", "Method"), Column("source", "Data / source"), Column("ef_method", "EF method"),
              Column("reference", "Reference"), Column("n", "n", 0), Column("corr", "corr", 3),
              Column("paper_bias", "paper: bias ± std (as printed)", 2, "paper_std"),

@@ -27,8 +27,10 @@ def test_train_then_evaluate_prints_the_metrics_table(prepared_store, tmp_path):
     result = runner.invoke(app, ["evaluate", "--run", str(run), "--device", "cpu", "--n-boot", "100"])
     assert result.exit_code == 0, result.output
     for text in ("Dice x100", "IoU x100", "HD95 (mm)", "ASD (mm)", "overall", "ED", "ES", "ejection fraction",
-                 "biplane", "area-len"):
+                 "biplane-simpson", "area-length", "reference masks", "dataset EF", "method bias"):
         assert text in result.output, text
+    for old in (" biplane ", "area-len ", "1-plane", "ref~dataset"):  # the terminal uses the report's names
+        assert old not in result.output, old
     assert (run / "eval" / "test" / "summary.json").is_file()
 
 

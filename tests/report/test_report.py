@@ -143,6 +143,52 @@ def test_table2_ef_rows_match_ef_csv_under_both_definitions(report, inputs):
     assert "standard: bias ± SD" in md and "MemSAM-style" in md
 
 
+def test_table2_has_the_method_bias_row_beside_each_dataset_ef_comparison(report, inputs):
+    t2 = _table(report, "table2_ef_camus")
+    ef = pd.read_csv(_eval_dir(inputs, "camus-full-tiny") / "ef.csv")
+    ours = t2[t2["method"].str.startswith("ours: camus-full-tiny (")].reset_index(drop=True)
+    for method, group in ef.groupby("method"):
+        rows = ours[ours["ef_method"] == method]
+        dataset = rows[rows["reference"].str.startswith("dataset EF")]
+        if dataset.empty:
+            continue
+        bias = rows[rows["reference"].str.startswith("method bias: reference masks vs dataset EF")]
+        assert len(bias) == 1, method
+        assert bias.index[0] == dataset.index[0] + 1  # the next row, beside the comparison it explains
+        g = group[np.isfinite(group["ef_ref"]) & np.isfinite(group["ef_manifest"])]
+        d = g["ef_ref"].to_numpy() - g["ef_manifest"].to_numpy()
+        assert bias.iloc[0]["n"] == len(g)
+        assert bias.iloc[0]["bias"] == pytest.approx(d.mean(), abs=1e-9)
+        assert bias.iloc[0]["sd"] == pytest.approx(d.std(ddof=1), abs=1e-9)
+    assert "method bias" in (report.out_dir / "tables" / "table2_ef_camus.md").read_text()
+
+
+def test_fig5_draws_phantom_and_cpu_points_apart_from_the_paper(inputs):
+    from matplotlib.collections import PathCollection
+
+    from gdkvm.report.collect import collect
+    from gdkvm.report.plots import FIG5_GROUPS, draw_fig5, fig5_points
+
+    data = collect(inputs["runs"], inputs["bench"], PAPER)
+    points = fig5_points(data, [])
+    by_group = {p["group"] for p in points}
+    assert "paper" in by_group and "not-comparable" in by_group
+    for p in points:
+        if p["ours"]:  # the fixture runs are phantom (or unmarked) stores, timed on a "Test CPU"
+            assert p["group"] == "not-comparable" and "CPU" in p["why"], p["label"]
+    fig = draw_fig5(points)
+    ax = fig.axes[0]
+    scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert [c.get_label() for c in scatters] == [p["group"] for p in points]
+    paper = [c for c in scatters if c.get_label() == "paper"]
+    ours = [c for c in scatters if c.get_label() == "not-comparable"]
+    assert all(c.get_hatch() == "////" for c in ours) and all(not c.get_hatch() for c in paper)
+    paper_path = paper[0].get_paths()[0].vertices
+    assert all(not np.array_equal(c.get_paths()[0].vertices, paper_path) for c in ours)  # another marker
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert FIG5_GROUPS["paper"][0] in legend and FIG5_GROUPS["not-comparable"][0] in legend
+
+
 def test_table5_holds_echonet_runs_only(report):
     t5 = _table(report, "table5_ef_echonet")
     ours = t5[t5["method"].str.startswith("ours:")]
@@ -279,11 +325,16 @@ def test_overlay_colours():
     image = np.zeros((1, 4), np.uint8)
     gt = np.array([[True, True, False, False]])
     pred = np.array([[False, True, True, False]])
-    rgb = overlay(image, gt, pred)
-    assert rgb[0, 0, 1] > 0 and rgb[0, 0, 0] == 0 and rgb[0, 0, 2] == 0  # gt only: green
-    assert rgb[0, 2, 0] > 0 and rgb[0, 2, 1] == 0 and rgb[0, 2, 2] == 0  # prediction only: red
-    assert rgb[0, 1, 0] > 0 and rgb[0, 1, 1] > 0 and rgb[0, 1, 2] == 0  # overlap: yellow
+    rgb = overlay(image, gt, pred).astype(int)
+    r, g, b = rgb[0, 0]
+    assert b > g > r == 0  # gt only: blue
+    r, g, b = rgb[0, 2]
+    assert r > g > b == 0  # prediction only: orange (no green-vs-red pair)
+    assert rgb[0, 1, 0] == rgb[0, 1, 1] == rgb[0, 1, 2] > 0  # overlap: white
     assert (rgb[0, 3] == 0).all()
+    # the two single-mask colours differ in lightness too (not only in hue)
+    lum = [0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2] for c in (rgb[0, 0], rgb[0, 2])]
+    assert abs(lum[0] - lum[1]) > 20
 
 
 # ------------------------------------------------------------------------------ bad inputs
