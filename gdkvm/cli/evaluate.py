@@ -111,8 +111,8 @@ def evaluate(
     from gdkvm.engine.inference import precision_name
 
     device = check_device_name(device)
+    start_long_command(device, lambda dev: precision_name(dev, True), threads)  # checks CUDA before any work
     found = find_eval_store(run, data)
-    start_long_command(device, lambda dev: precision_name(dev, True), threads)
     console.print(found.line(), soft_wrap=True, markup=False, highlight=False)
     with progress_callback(f"evaluate {split.value}") as update:
         result = evaluate_run(run, split.value, data=found, mode=mode.value, checkpoint=checkpoint.value,
