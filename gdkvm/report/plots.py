@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from gdkvm.metrics.regression import ols_fit
 from gdkvm.report.collect import EvalData, ReportData, RunData
 
 DPI = 110
@@ -251,11 +252,14 @@ def _regression_panel(ax, ref: np.ndarray, pred: np.ndarray, method: str) -> Non
     grid = np.array([lo - pad, hi + pad])
     ax.plot(grid, grid, "--", color="gray", lw=1, label="identity")
     text = f"n = {ref.size}"
-    if np.std(ref) > 0 and np.std(pred) > 0:
-        slope, intercept = np.polyfit(ref, pred, 1)
-        r = float(np.corrcoef(ref, pred)[0, 1])
-        ax.plot(grid, slope * grid + intercept, color="C3", lw=1.5, label=f"fit: y = {slope:.2f}x + {intercept:.1f}")
-        text += f", r = {r:.3f}"
+    fit = ols_fit(ref, pred, np.linspace(grid[0], grid[1], 50))
+    if fit is not None:
+        ax.fill_between(fit.grid, fit.band_low, fit.band_high, color="C3", alpha=0.15, lw=0,
+                        label="95% CI of the fit")
+        ax.plot(fit.grid, fit.slope * fit.grid + fit.intercept, color="C3", lw=1.5,
+                label=f"fit: y = {fit.slope:.2f}x + {fit.intercept:.1f} (slope CI {fit.slope_ci[0]:.2f}-"
+                      f"{fit.slope_ci[1]:.2f})")
+        text += f", r = {fit.r:.3f}"
     ax.set_xlim(grid)
     ax.set_ylim(grid)
     ax.set_xlabel("reference EF (%)")
