@@ -118,8 +118,7 @@ def _appearance(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, qua
     for _ in range(n_drop):
         zd = rng.uniform(0.35, 0.85) * shape.length_mm
         side = 1.0 if (anat.view == "4CH" or rng.random() < 0.6) else -1.0
-        _, h_d, _, _ = shape.cut(np.array([zd]), 0.0, anat.omega, w0)
-        dropouts.append(Dropout(u_mm=side * (float(h_d[0]) + 0.5 * w0), z_mm=zd, su_mm=rng.uniform(5.0, 9.0),
+        dropouts.append(Dropout(u_mm=_mid_wall_u(shape, anat, zd, side), z_mm=zd, su_mm=rng.uniform(5.0, 9.0),
                                 sz_mm=rng.uniform(8.0, 18.0), depth=rng.uniform(*depth_range)))
     if q == 2 or rng.random() < 0.2:  # apical near-field loss
         dropouts.append(Dropout(u_mm=0.0, z_mm=-0.5 * w0, su_mm=rng.uniform(8.0, 14.0), sz_mm=rng.uniform(5.0, 9.0),
@@ -129,16 +128,21 @@ def _appearance(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, qua
                    trabeculation=look.trabeculation)
 
 
+def _mid_wall_u(shape: LVShape, anat: ViewAnatomy, z_mm: float, side: float) -> float:
+    """u of the middle of the wall on ``side`` (+1 lateral/anterior, -1 septal/inferior) at height z, at ED."""
+    w0 = shape.wall_mm
+    _, half, _, _ = shape.cut(np.array([z_mm]), 0.0, anat.omega, w0)
+    return side * (float(half[0]) + 0.5 * w0)
+
+
 def _look_dropouts(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, look: ViewLook) -> list[Dropout]:
     """The look's extra wall dropouts: anywhere along either wall, the lateral one more often, and the
     basal septum / mitral annulus region where real views often fade."""
-    w0 = shape.wall_mm
     out = []
     for _ in range(look.extra_dropouts):
         zd = rng.uniform(0.2, 1.0) * shape.length_mm
         side = 1.0 if rng.random() < 0.65 else -1.0
-        _, h_d, _, _ = shape.cut(np.array([zd]), 0.0, anat.omega, w0)
-        out.append(Dropout(u_mm=side * (float(h_d[0]) + 0.5 * w0), z_mm=zd, su_mm=rng.uniform(6.0, 12.0),
+        out.append(Dropout(u_mm=_mid_wall_u(shape, anat, zd, side), z_mm=zd, su_mm=rng.uniform(6.0, 12.0),
                            sz_mm=rng.uniform(10.0, 24.0), depth=rng.uniform(*look.dropout_depth)))
     return out
 
