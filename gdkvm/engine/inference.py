@@ -1,36 +1,44 @@
 """Streaming inference over a prepared split with the model's :class:`Stepper`.
 
 Used by evaluation and by the validation pass during training, so both score exactly what a user
-would get frame by frame.
+would get frame by frame: :func:`predict_clips` runs the one frame pipeline of
+:mod:`gdkvm.engine.frames` (re-exported here), which ``gdkvm predict`` and ``gdkvm bench fps``'s
+end-to-end mode run too.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-LV_LABEL = 1
+from gdkvm.engine.frames import (
+    LV_LABEL,
+    FrameOutput,
+    FramePipeline,
+    FrameStream,
+    autocast_context,
+    masks_to_native,
+    precision_name,
+    resize_frames,
+    to_model_input,
+)
 
-
-def autocast_context(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``amp`` is on; a no-op elsewhere (CPU runs stay in float32)."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def precision_name(device: torch.device, amp: bool) -> str:
-    """What :func:`autocast_context` runs at: ``bf16 autocast`` (CUDA with ``amp``) or ``fp32``."""
-    return "bf16 autocast" if amp and device.type == "cuda" else "fp32"
-
-
-def _to_clip(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, T, H, W) -> float32 (B, T, 1, H, W) in [0, 1]."""
-    return torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0).unsqueeze(2)
+__all__ = [
+    "LV_LABEL",
+    "FrameOutput",
+    "FramePipeline",
+    "FrameStream",
+    "autocast_context",
+    "masks_to_native",
+    "mean_frame_dice",
+    "precision_name",
+    "predict_clips",
+    "resize_frames",
+    "to_model_input",
+]
 
 
 @torch.no_grad()
@@ -46,6 +54,9 @@ def predict_clips(
 ) -> np.ndarray:
     """Foreground probabilities (or masks) of every frame, predicted frame by frame with the model's stepper.
 
+    Runs :class:`~gdkvm.engine.frames.FramePipeline` (the pipeline predict and ``bench fps`` end-to-end
+    run) on the clips at their stored size (no resize).
+
     Args:
         model: a GDKVM-like model with ``stepper()``; put in eval mode for the call and restored after.
         images: (N, T, H, W) uint8 clips (a memory-mapped store array is fine).
@@ -59,22 +70,14 @@ def predict_clips(
     """
     n, t, h, w = images.shape
     out = np.zeros((n, t, h, w), dtype=np.float32 if threshold is None else bool)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, n, batch):
-            clip = _to_clip(images[start : start + batch]).to(device)
-            stepper = model.stepper()
-            for i in range(t):
-                with autocast_context(device, amp):
-                    logits = stepper.step(clip[:, i])
-                prob = torch.softmax(logits.float(), dim=1)[:, object_index]
-                prob = prob.cpu().numpy()
-                out[start : start + clip.shape[0], i] = prob if threshold is None else prob > threshold
-            if progress is not None:
-                progress(min(start + batch, n), n)
-    finally:
-        model.train(was_training)
+    pipeline = FramePipeline(model, device, size=None, amp=amp, object_index=object_index,
+                             threshold=0.5 if threshold is None else threshold)
+    for start in range(0, n, batch):
+        clips = images[start : start + batch]
+        for i, frame in enumerate(pipeline.clip(clips)):
+            out[start : start + len(clips), i] = frame.prob if threshold is None else frame.mask
+        if progress is not None:
+            progress(min(start + batch, n), n)
     return out
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 import torch
 
+from gdkvm.engine.frames import FramePipeline
 from gdkvm.errors import ConfigError, DataError
 
 LV_CHANNEL = 1  # logits channel 0 is background, 1 the first object (LV)
@@ -103,10 +103,12 @@ def training_size(run: Path) -> int | None:
 
 @dataclass
 class ModelSegmenter:
-    """Streams a recording through a model's :class:`Stepper` at the training size and maps masks back.
+    """Streams a recording through the one frame pipeline (:mod:`gdkvm.engine.frames`) at the model size.
 
-    Frames are resized (bilinear) to ``size`` x ``size``, segmented one at a time with O(1) state for the
-    constant-state memory rules, and the LV masks resized back (nearest) to the native frame size.
+    Each frame is resized (OpenCV bilinear, uint8) to ``size`` x ``size``, segmented one at a time with
+    O(1) state for the constant-state memory rules under the precision policy of evaluate (bf16 autocast
+    on CUDA when ``amp`` is on, float32 on the CPU), thresholded (LV probability > 0.5, as evaluate's
+    ``clean`` mode) and the LV mask resized back (OpenCV nearest) to the native frame size.
     """
 
     model: torch.nn.Module
@@ -115,6 +117,7 @@ class ModelSegmenter:
     allow_growing_memory: bool = False
     #: Mean LV softmax probability over the pixels called LV in the last recording (None: no LV pixel).
     last_confidence: float | None = None
+    amp: bool = True
 
     def memory_is_growing(self) -> bool:
         memory = getattr(self.model, "memory", None)
@@ -128,8 +131,12 @@ class ModelSegmenter:
         pixels = (self.size // 16) ** 2
         return int(n_frames * pixels * (ck + cv) * 4)
 
-    @torch.no_grad()
+    def pipeline(self) -> FramePipeline:
+        """The frame pipeline this segmenter runs (also what ``gdkvm bench fps`` end-to-end times)."""
+        return FramePipeline(self.model, self.device, self.size, amp=self.amp, object_index=LV_CHANNEL)
+
     def __call__(self, frames: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """frames (T, H, W) uint8 at any size -> LV masks (T, H, W) uint8 in {0, 1} at the same size."""
         t, h, w = frames.shape
         if self.memory_is_growing() and t > GROWING_MEMORY_FRAME_LIMIT and not self.allow_growing_memory:
             cost = self.growing_memory_cost(t) / 2**20
@@ -138,24 +145,15 @@ class ModelSegmenter:
                 f"this run's softmax memory grows with every frame: {t} frames would hold about {cost:.0f} MiB "
                 f"of keys/values; pass --allow-growing-memory to run it anyway",
             )
-        self.model.eval()
-        stepper = self.model.stepper()
         out = np.zeros((t, h, w), dtype=np.uint8)
         conf_sum, conf_n = 0.0, 0
-        for i in range(t):
-            frame = frames[i]
-            if frame.shape != (self.size, self.size):
-                frame = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
-            x = torch.from_numpy(frame.astype(np.float32) / 255.0)[None, None].to(self.device)
-            logits = stepper.step(x)
-            lv = logits.argmax(dim=1)[0] == LV_CHANNEL
-            if bool(lv.any()):
-                conf_sum += float(logits.float().softmax(dim=1)[0, LV_CHANNEL][lv].sum())
+        for i, step in enumerate(self.pipeline().clip(frames, native=True)):
+            lv = step.mask[0]
+            if lv.any():
+                conf_sum += float(step.prob[0][lv].sum(dtype=np.float64))
                 conf_n += int(lv.sum())
-            mask = lv.to(torch.uint8).cpu().numpy()
-            if mask.shape != (h, w):
-                mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
-            out[i] = mask
+            assert step.native is not None  # asked for with native=True
+            out[i] = step.native[0]
             if progress is not None:
                 progress(i + 1, t)
         self.last_confidence = conf_sum / conf_n if conf_n else None
@@ -173,13 +171,14 @@ class LoadedModel:
 
 def load_segmenter(run: Path | None = None, device: str = "auto", size: int | None = None,
                    allow_growing_memory: bool = False, *, weights: Path | None = None,
-                   checkpoint: str = "auto") -> LoadedModel:
+                   checkpoint: str = "auto", amp: bool = True) -> LoadedModel:
     """Build a :class:`ModelSegmenter` from a run folder, a checkpoint file, or the shipped weights.
 
     Exactly one of ``run`` / ``weights`` may be given; with neither the package's shipped checkpoint is
     used. The model input size is ``size`` if given, else the checkpoint's ``input_size`` metadata, else
     (run folders) the run's prepared data; when none says, a one-line ConfigError asks for ``--size``.
-    A run folder's checkpoint must be of the variant in its config.yaml (as in evaluate).
+    A run folder's checkpoint must be of the variant in its config.yaml (as in evaluate). ``amp``: bf16
+    autocast on CUDA, the precision policy of evaluate (:func:`gdkvm.engine.frames.autocast_context`).
     """
     from gdkvm.models.weights import (
         load_model,
@@ -214,7 +213,7 @@ def load_segmenter(run: Path | None = None, device: str = "auto", size: int | No
     if size is None:
         where = f"{ckpt} has no input_size metadata" + (" and the run's prepared data was not found" if run else "")
         raise ConfigError(f"cannot tell the model's training frame size: {where}; pass --size N")
-    return LoadedModel(ModelSegmenter(model, size, dev, allow_growing_memory), ckpt, source)
+    return LoadedModel(ModelSegmenter(model, size, dev, allow_growing_memory, amp=amp), ckpt, source)
 
 
 def _run_variant(run: Path) -> str | None:
