@@ -98,11 +98,11 @@ def ablate(
         path = write_ablation_summary(summary, summary_path(out, table, data.name, preset))
         view = Table(title=f"Table {table} over seeds {','.join(map(str, seed_list))}", header_style="bold",
                      caption="mDice x100; diff = row - reference, paired bootstrap 95% CI by patient")
-        for col in ("variant", "key scale", "seeds", "mDice", "SD", "diff", "95% CI", "resolved"):
+        for col in ("variant", "key scale", "seeds", "diverged", "mDice", "SD", "diff", "95% CI", "resolved"):
             view.add_column(col, justify="left" if col in ("variant", "key scale") else "right")
         for _, r in summary.iterrows():
             ci = "-" if not math.isfinite(r["diff_ci_low"]) else f"{r['diff_ci_low']:.2f} .. {r['diff_ci_high']:.2f}"
-            view.add_row(str(r["variant"]), str(r["key_scale"]), str(r["n_seeds"]), _num(r["mdice"]),
-                         _num(r["mdice_sd"]), _num(r["diff"]), ci, "yes" if r["resolved"] else "no")
+            view.add_row(str(r["variant"]), str(r["key_scale"]), str(r["n_seeds"]), str(r["n_diverged"]),
+                         _num(r["mdice"]), _num(r["mdice_sd"]), _num(r["diff"]), ci, "yes" if r["resolved"] else "no")
         console.print(view)
         console.print(f"summary: {path}", soft_wrap=True)

@@ -9,8 +9,11 @@ Each row is trained once per seed and, for the GDKVM rows, once per key stabilis
 1/||K||_F scaling). One run folder per (row, stabiliser, seed):
 ``<out>/table<N>-<dataset>-<variant>-<preset>[-ks-<key_scale>][-seed<s>]`` (the suffixes only where not the
 default, so single-seed folders keep their old names). A run whose evaluation ``summary.json`` exists is
-skipped; one with a finished training is only evaluated; one with a partial training is resumed. The
-paper's mDice comes from the registry's :class:`VariantSpec`.
+skipped; one with a finished training is only evaluated; one with a partial training is resumed. A run
+whose loss or gradient became NaN/inf is a result, not a crash (the paper's unstable rows are the point of
+``--key-scale none``): it is recorded as diverged (``diverged.json`` in its folder, so a rerun does not
+train it again), its metrics are NaN, and the table goes on. The paper's mDice comes from the registry's
+:class:`VariantSpec`.
 
 :func:`summarise_ablation` turns the runs into one line per (row, stabiliser): mean and SD of the test Dice
 over seeds, and the paired bootstrap CI, by patient, of the Dice difference from the table's reference row
@@ -19,6 +22,7 @@ over seeds, and the paired bootstrap CI, by patient, of the Dice difference from
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,11 +35,11 @@ import pandas as pd
 from gdkvm.engine.checkpoint import RunPaths
 from gdkvm.engine.config import TrainConfig
 from gdkvm.engine.evaluate import eval_dir, evaluate_run, read_summary
-from gdkvm.engine.train import train_run
-from gdkvm.errors import ConfigError
+from gdkvm.engine.train import NonFiniteLossError, train_run
+from gdkvm.errors import ConfigError, GdkvmError
 from gdkvm.metrics.bootstrap import paired_bootstrap_diff
 from gdkvm.metrics.errors import MetricError
-from gdkvm.utils.atomic import atomic_path
+from gdkvm.utils.atomic import atomic_path, atomic_write_text
 
 TABLES: dict[int, tuple[str, ...]] = {
     3: ("lkva", "lkva-kpff", "lkva-gdr", "full"),
@@ -48,7 +52,10 @@ DEFAULT_KEY_SCALE = "sqrt-pixels"
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "table", "dataset", "preset", "variant", "paper_row", "paper_mdice", "key_scale", "n_seeds", "seeds",
     "n_patients", "mdice", "mdice_sd", "reference", "diff", "diff_ci_low", "diff_ci_high", "resolved",
+    "n_diverged",
 )
+#: Written in a run folder whose training diverged (NaN/inf loss or gradient).
+DIVERGED_FILE = "diverged.json"
 
 
 @dataclass
@@ -67,6 +74,11 @@ class AblationRow:
     hd95: float = math.nan
     asd: float = math.nan
     unit: str = ""
+
+    @property
+    def diverged(self) -> bool:
+        """True when this run's training stopped on a NaN/inf loss or gradient (its metrics are NaN)."""
+        return self.status.startswith("diverged")
 
     def as_dict(self) -> dict[str, Any]:
         return {"variant": self.variant, "paper_row": self.paper_row, "paper_mdice": self.paper_mdice,
@@ -172,15 +184,29 @@ def run_ablation(
         summary = read_summary(paths.root, split, mode)
         status = "done earlier"
         label = f"{variant} ({key_scale}, seed {seed})"
-        if summary is None:
-            if not paths.done.is_file():
-                resume = paths.config.is_file()
-                log(f"{'resuming' if resume else 'training'} {label} -> {paths.root}")
+        diverged = read_divergence(paths.root)
+        if summary is None and diverged is None and not paths.done.is_file():
+            resume = paths.config.is_file()
+            log(f"{'resuming' if resume else 'training'} {label} -> {paths.root}")
+            try:
                 if progress_factory is not None:
                     with progress_factory(f"train {label}", cfg.iterations) as update:
                         train_run(cfg, out, resume=resume, progress=update, log=log)
                 else:
                     train_run(cfg, out, resume=resume, log=log)
+            except NonFiniteLossError as err:
+                diverged = record_divergence(paths.root, str(err))
+                log(f"{label} diverged: {diverged} (recorded, the table goes on)")
+                status = "diverged"
+        elif diverged is not None:
+            status = "diverged earlier"
+        if diverged is not None:
+            rows.append(AblationRow(
+                variant=variant, paper_row=spec.paper_row or "-", paper_mdice=spec.paper_mdice,
+                run_dir=paths.root, status=f"{status}: {diverged}", seed=seed, key_scale=key_scale,
+            ))
+            continue
+        if summary is None:
             log(f"evaluating {label} on {split}")
             summary = evaluate_run(paths.root, split, mode=mode, device=cfg.device, amp=cfg.amp,
                                    n_boot=n_boot).summary
@@ -193,15 +219,36 @@ def run_ablation(
     return rows
 
 
+def record_divergence(run_dir: Path, message: str) -> str:
+    """Mark ``run_dir`` as diverged (atomically) and return the one-line reason stored."""
+    reason = " ".join(message.split())
+    atomic_write_text(Path(run_dir) / DIVERGED_FILE, json.dumps({"diverged": True, "reason": reason}) + "\n")
+    return reason
+
+
+def read_divergence(run_dir: Path) -> str | None:
+    """The stored reason if ``run_dir`` diverged in an earlier ablation, else None."""
+    path = Path(run_dir) / DIVERGED_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise GdkvmError(f"{path}: unreadable divergence record ({err}); delete it to train the run again") from None
+    return str(data.get("reason", "NaN/inf loss")) if isinstance(data, dict) else "NaN/inf loss"
+
+
 def _patient_dice(rows: list[AblationRow], split: str, mode: str) -> pd.Series:
     """Per-patient Dice of a group of runs (same row and stabiliser): mean over each run's scored frames,
-    then over the runs (seeds). Index: patient id."""
+    then over the runs (seeds) that did not diverge. Index: patient id (empty when every run diverged)."""
     per_run = []
-    for row in rows:
+    for row in (r for r in rows if not r.diverged):
         path = eval_dir(row.run_dir, split, mode) / "per_frame.csv"
         frame = pd.read_csv(path, dtype={"patient": str})
         dice = pd.to_numeric(frame["dice"], errors="coerce")
         per_run.append(dice.groupby(frame["patient"]).mean())
+    if not per_run:
+        return pd.Series(dtype=np.float64)
     return pd.concat(per_run, axis=1).mean(axis=1)
 
 
@@ -230,9 +277,10 @@ def summarise_ablation(rows: list[AblationRow], table: int, dataset: str, preset
             "mdice": float(np.nanmean(dice)) if np.isfinite(dice).any() else math.nan,
             "mdice_sd": float(np.nanstd(dice, ddof=1)) if np.isfinite(dice).sum() > 1 else math.nan,
             "reference": f"{ref_key[0]} ({ref_key[1]})", "diff": math.nan, "diff_ci_low": math.nan,
-            "diff_ci_high": math.nan, "resolved": False,
+            "diff_ci_high": math.nan, "resolved": False, "n_diverged": sum(m.diverged for m in members),
         }
-        if ref_key in patient and ref_key != (variant, key_scale):
+        if ref_key in patient and ref_key != (variant, key_scale) and len(patient[(variant, key_scale)]) \
+                and len(patient[ref_key]):
             a, b = patient[(variant, key_scale)].align(patient[ref_key], join="inner")
             try:
                 est, low, high = paired_bootstrap_diff(a.to_numpy() * 100, b.to_numpy() * 100, n_boot=n_boot,

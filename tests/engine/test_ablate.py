@@ -118,3 +118,43 @@ def test_seeds_and_stabilisers_run_and_write_a_summary(prepared_store, tmp_path)
     assert (summary["n_seeds"] == 2).all()
     assert summary.loc[summary["variant"] != "gdr", "diff"].notna().all()
     assert "resolved" in result.output
+
+
+def test_a_diverged_row_is_recorded_and_the_table_goes_on(prepared_store, tmp_path, monkeypatch):
+    """A NaN loss in one row (what `--key-scale none` may give) is a result: NaN metrics, a divergence record
+    in the run folder, no retraining on a rerun, and the other rows and the summary still come out."""
+    import json
+
+    import gdkvm.engine.ablate as ablate
+    from gdkvm.engine.train import NonFiniteLossError
+
+    real_train = ablate.train_run
+    trained = []
+
+    def train_or_diverge(cfg, out, **kwargs):
+        trained.append(cfg.variant)
+        if cfg.variant == "delta":
+            raise NonFiniteLossError("iteration 1: loss is nan (NaN/inf); stopped before updating the weights")
+        return real_train(cfg, out, **kwargs)
+
+    monkeypatch.setattr(ablate, "train_run", train_or_diverge)
+    base = TrainConfig(data=str(prepared_store), iterations=1, batch_size=1, device="cpu")
+    rows = run_ablation(4, prepared_store, preset="tiny", out=tmp_path, base=base, n_boot=20)
+    by_name = {r.variant: r for r in rows}
+    assert by_name["delta"].diverged and by_name["delta"].status.startswith("diverged: iteration 1: loss is nan")
+    assert math.isnan(by_name["delta"].dice)
+    record = json.loads((by_name["delta"].run_dir / ablate.DIVERGED_FILE).read_text())
+    assert record["diverged"] is True and "loss is nan" in record["reason"]
+    assert not (by_name["delta"].run_dir / "eval").exists()
+    assert all(not r.diverged and 0.0 <= r.dice <= 1.0 for r in rows if r.variant != "delta")
+
+    trained.clear()
+    again = run_ablation(4, prepared_store, preset="tiny", out=tmp_path, base=base, n_boot=20)
+    assert trained == []  # finished rows are skipped, and the diverged one is not trained again
+    assert {r.variant: r.status.split(":")[0] for r in again}["delta"] == "diverged earlier"
+
+    frame = ablate.summarise_ablation(again, 4, "camus", "tiny", n_boot=50).set_index("variant")
+    assert frame.loc["delta", "n_diverged"] == 1 and math.isnan(frame.loc["delta", "mdice"])
+    assert math.isnan(frame.loc["delta", "diff"]) and not frame.loc["delta", "resolved"]
+    assert (frame.drop(index="delta")["n_diverged"] == 0).all()
+    assert not math.isnan(frame.loc["linear", "diff"])  # the other rows still get their CI
