@@ -4,7 +4,7 @@
   reference path of :mod:`gdkvm.bench.reference_path`;
 * :mod:`gdkvm.bench.scaling`: time per frame and memory against video length for every memory rule;
 * :mod:`gdkvm.bench.kernels`: the per-frame memory step, Triton vs the torch reference (and fla);
-* :mod:`gdkvm.bench.common`: devices, timers, memory measurement, environment stamps and CSV writing.
+* :mod:`gdkvm.bench.common`: re-exports the shared plumbing (options, failures, timing, memory, stamp, csv_rows).
 
 The definitions (what is timed, how memory is measured, the GPU targets) are in ``docs/benchmarks.md``.
 """

@@ -96,7 +96,7 @@ def test_parse_shapes():
 
 def test_time_calls_blocks_queue_calls_and_report_per_call_time(monkeypatch):
     """``--block N``: N calls per timed region; each value is that region's time over its calls."""
-    from gdkvm.bench import common
+    from gdkvm.bench import common, timing
 
     regions: list[int] = []
     calls: list[int] = []
@@ -119,7 +119,7 @@ def test_time_calls_blocks_queue_calls_and_report_per_call_time(monkeypatch):
         def milliseconds(self):
             return [10.0 * n for n in regions]  # 10 ms per call
 
-    monkeypatch.setattr(common, "StepTimer", FakeTimer)
+    monkeypatch.setattr(timing, "StepTimer", FakeTimer)  # time_calls lives in gdkvm.bench.timing
     ms = common.time_calls(calls.append, torch.device("cpu"), warmup=2, iters=25, block=10)
     assert calls == [0, 1] + list(range(25))  # warm-up calls, then the timed ones with running indices
     assert regions == [10, 10, 5]
