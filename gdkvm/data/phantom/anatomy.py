@@ -28,7 +28,7 @@ from gdkvm.data.phantom.profiles import (
     ZIndex,
     build_table,
 )
-from gdkvm.data.phantom.shape import LVShape
+from gdkvm.data.phantom.shape import Foreshortening, LVShape
 
 LABEL_LV, LABEL_MYO, LABEL_LA = 1, 2, 3
 
@@ -82,6 +82,9 @@ class ViewAnatomy:
     # muscle inside the LV cavity (image only: the LV label runs behind it, as experts trace)
     papillary: tuple[Papillary, ...] = ()
     trabeculation: float = 0.0  # echo of the apical trabecular layer relative to myocardium
+    # the view plane's miss of the long axis (neutral: the plane through the axis); with it, every z of
+    # this module is the in-plane height w of shape.Foreshortening
+    plane: Foreshortening = Foreshortening()
 
 
 @dataclass(frozen=True)
@@ -98,15 +101,18 @@ class FrameState:
     la_zc: float
     la_uc: float
     ias_u: float  # interatrial septum position
+    epi_apex: float = -np.inf  # in-plane height where the cut of the epicardium begins (set when foreshortened)
 
 
 def frame_state(shape: LVShape, anat: ViewAnatomy, axis: ZAxis, m: float, opening: float) -> FrameState:
     """Tabulate the LV at contraction ``m`` and place the atria relative to the moving mitral plane."""
-    table = build_table(shape, axis, m, anat.omega, anat.peri_gap_mm, anat.peri_thick_mm)
+    plane = anat.plane
+    table = build_table(shape, axis, m, anat.omega, anat.peri_gap_mm, anat.peri_thick_mm, plane=plane)
     length = table.length_mm
-    c, h, ce, he = shape.cut(np.array([length]), m, anat.omega, table.wall_mm)
+    c, h, ce, he = shape.cut(np.array([length]), m, anat.omega, table.wall_mm, plane=plane)
     c, h, ce, he = float(c[0]), float(h[0]), float(ce[0]), float(he[0])
     la_c = (anat.la_roof_mm - length) / (1.0 + anat.la_junction)
+    epi_apex = -np.inf if plane.neutral else shape.cut_apex(m, anat.omega, plane, offset=table.wall_mm)
     return FrameState(
         table=table,
         opening=float(opening),
@@ -118,6 +124,7 @@ def frame_state(shape: LVShape, anat: ViewAnatomy, axis: ZAxis, m: float, openin
         la_zc=length + anat.la_junction * la_c,
         la_uc=c + anat.la_shift_mm,
         ias_u=c - 0.5 * (h + he),
+        epi_apex=epi_apex,
     )
 
 
@@ -177,7 +184,7 @@ def tissue_maps(anat: ViewAnatomy, st: FrameState, u: np.ndarray, z: np.ndarray,
     else:
         c, h, ce, he = tb.sample(where, (CAV_C, CAV_H, EPI_C, EPI_H))
     upto_base = z <= length
-    cav = upto_base & (z >= 0) & (np.abs(u - c) <= h)
+    cav = upto_base & (z >= np.float32(tb.floor_mm)) & (np.abs(u - c) <= h)
     myo = upto_base & (np.abs(u - ce) <= he) & ~cav
     beyond = ~upto_base
     la_q = _ellipse_q(u, z, st.la_uc, st.la_zc, st.la_r, st.la_c)
@@ -262,21 +269,23 @@ def _paint_right_heart(anat: ViewAnatomy, st: FrameState, u: np.ndarray, z: np.n
     m = st.table.m
     length = st.table.length_mm
     tv_z = length - anat.tv_offset_mm
-    rv_span = max(tv_z - anat.rv_apex_mm, 1.0)
+    # a foreshortened plane misses the RV apex as it misses the LV apex: move it up by the same amount
+    rv_apex = anat.rv_apex_mm + max(0.0, st.epi_apex + st.table.cap_mm)
+    rv_span = max(tv_z - rv_apex, 1.0)
     width = anat.rv_width_mm * (1.0 - 0.22 * m)
     v = (ce - he) - u  # distance from the septal epicardium into the RV
-    frac = np.clip((z - anat.rv_apex_mm) * (1.0 / rv_span), 0.0, 1.0)
+    frac = np.clip((z - rv_apex) * (1.0 / rv_span), 0.0, 1.0)
     rv_w = width * frac**0.55
-    in_span = (z >= anat.rv_apex_mm) & (z <= tv_z)
+    in_span = (z >= rv_apex) & (z <= tv_z)
     cap = anat.rv_wall_mm * 1.5
-    below = (z < anat.rv_apex_mm) & (z >= anat.rv_apex_mm - cap)
-    cap_r = np.clip((anat.rv_apex_mm - z) * (1.0 / cap), 0.0, 1.0)
+    below = (z < rv_apex) & (z >= rv_apex - cap)
+    cap_r = np.clip((rv_apex - z) * (1.0 / cap), 0.0, 1.0)
     cap_w = anat.rv_wall_mm * np.sqrt(1.0 - cap_r * cap_r)
     outer = in_span * (rv_w + anat.rv_wall_mm) + below * cap_w
     rv_region = (v > 0) & (v <= outer) & (z <= tv_z)
     rv_cav = in_span & (v > 0) & (v <= rv_w)
     peri = (v > outer + anat.peri_gap_mm) & (v <= outer + (anat.peri_gap_mm + anat.peri_thick_mm)) & (
-        z >= anat.rv_apex_mm - cap) & (z <= tv_z + 3.0)
+        z >= rv_apex - cap) & (z <= tv_z + 3.0)
     _paint(echo, peri, e.pericardium)
     _paint(echo, rv_region, e.thin_wall)
     _paint(echo, rv_cav, e.blood)

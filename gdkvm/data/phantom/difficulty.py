@@ -6,7 +6,8 @@ fan); it is byte-identical to it because every draw below comes from a separate 
 (``realism.REAL_ECHONET``): the heart deeper in the fan with the atria partly cut, darker blood, dimmer
 diffuse myocardium with bright specular interfaces where the wall faces the beam, walls that fade where
 they run along the beam, papillary muscles and apical trabeculation, side-lobe haze in the cavities,
-acoustic shadows, more dropout, scanner overlays, and wider gain / dynamic-range / pose variety.
+acoustic shadows, more dropout, scanner overlays, wider gain / dynamic-range / pose variety, and
+foreshortened views (the plane misses the true apex; drawn from :func:`plane_rng`, see docs/phantom.md).
 ``medium`` sits halfway; ``hard`` pushes every effect further (poor acoustic windows).
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gdkvm.data.phantom.shape import Foreshortening
 from gdkvm.errors import ConfigError
 
 Range = tuple[float, float]
@@ -66,6 +68,7 @@ class ViewLook:
     overlay: bool = False  # depth markers and text blobs burnt into the image
     tilt_extra_deg: float = 0.0
     myo_texture_scale: float = 1.0  # spread of the myocardial texture (patchier walls above 1)
+    plane: Foreshortening = Foreshortening()  # how the view plane misses the long axis (foreshortening)
 
     @property
     def neutral(self) -> bool:
@@ -95,6 +98,9 @@ class Difficulty:
     overlay_prob: float = 0.0
     tilt_extra_deg: Range = (0.0, 0.0)
     myo_texture_scale: Range = (1.0, 1.0)
+    # foreshortening: |offset| (mm, at the mitral plane) and |tilt| (degrees) drawn uniformly with random signs
+    plane_offset_mm: Range = (0.0, 0.0)
+    plane_tilt_deg: Range = (0.0, 0.0)
 
     @property
     def is_easy(self) -> bool:
@@ -109,6 +115,7 @@ DIFFICULTIES: dict[str, Difficulty] = {
         parallel_loss=(0.15, 0.4), sidelobe_db=(-34.0, -28.0), extra_dropouts=(0, 1), dropout_depth=(0.3, 0.7),
         papillary_prob=0.5, trabeculation=(0.05, 0.2), shadow_prob=0.2, shadow_loss_db=(4.0, 10.0),
         overlay_prob=0.3, tilt_extra_deg=(-3.0, 3.0), myo_texture_scale=(1.0, 1.5),
+        plane_offset_mm=(0.0, 2.0), plane_tilt_deg=(0.0, 4.0),
     ),
     "realistic": Difficulty(
         "realistic", standoff_mm=(10.0, 32.0), depth_factor=(0.8, 1.0), gain_gray=(-60.0, -30.0),
@@ -116,6 +123,7 @@ DIFFICULTIES: dict[str, Difficulty] = {
         parallel_loss=(0.6, 0.92), sidelobe_db=(-28.0, -20.0), extra_dropouts=(2, 5), dropout_depth=(0.6, 0.97),
         papillary_prob=0.8, trabeculation=(0.1, 0.35), shadow_prob=0.4, shadow_loss_db=(6.0, 18.0),
         overlay_prob=0.5, tilt_extra_deg=(-6.0, 6.0), myo_texture_scale=(1.4, 2.2),
+        plane_offset_mm=(0.0, 4.0), plane_tilt_deg=(0.0, 10.0),
     ),
     "hard": Difficulty(
         "hard", standoff_mm=(12.0, 36.0), depth_factor=(0.75, 1.0), gain_gray=(-65.0, -30.0),
@@ -123,6 +131,7 @@ DIFFICULTIES: dict[str, Difficulty] = {
         parallel_loss=(0.7, 0.97), sidelobe_db=(-26.0, -18.0), extra_dropouts=(3, 6), dropout_depth=(0.5, 0.95),
         papillary_prob=0.9, trabeculation=(0.2, 0.5), shadow_prob=0.7, shadow_loss_db=(8.0, 24.0),
         overlay_prob=0.7, tilt_extra_deg=(-9.0, 9.0), myo_texture_scale=(1.6, 2.6),
+        plane_offset_mm=(0.0, 6.0), plane_tilt_deg=(2.0, 14.0),
     ),
 }
 DEFAULT_DIFFICULTY = "realistic"
@@ -141,13 +150,29 @@ def look_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index, 0x6C6F6F6B])
 
 
+def plane_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of the view planes (foreshortening) of patient ``index``: separate from the
+    anatomy's and from the other look draws, so adding it left every other draw where it was."""
+    return np.random.default_rng([seed, index, 0x6C6F6F6B, 0x706C616E])
+
+
+def draw_plane(rng: np.random.Generator, difficulty: Difficulty) -> Foreshortening:
+    """Draw how one acquisition's plane misses the long axis (neutral for ``easy``)."""
+    if difficulty.is_easy:
+        return Foreshortening()
+    offset = _uniform(rng, difficulty.plane_offset_mm) * float(rng.choice([-1.0, 1.0]))
+    tilt = _uniform(rng, difficulty.plane_tilt_deg) * float(rng.choice([-1.0, 1.0]))
+    return Foreshortening(offset_mm=offset, tilt_deg=tilt)
+
+
 def _uniform(rng: np.random.Generator, span: Range) -> float:
     return float(rng.uniform(span[0], span[1])) if span[1] > span[0] else float(span[0])
 
 
-def draw_look(rng: np.random.Generator, difficulty: Difficulty, view: str, half_angle_rad: float = 0.65
-              ) -> ViewLook:
-    """Draw the look of one acquisition of ``view`` ("2CH", "4CH" or "ECHONET")."""
+def draw_look(rng: np.random.Generator, difficulty: Difficulty, view: str, half_angle_rad: float = 0.65,
+              planes: np.random.Generator | None = None) -> ViewLook:
+    """Draw the look of one acquisition of ``view`` ("2CH", "4CH" or "ECHONET"); its foreshortening
+    comes from ``planes`` (:func:`plane_rng`; default: ``rng``, after the other draws)."""
     if difficulty.is_easy:
         return ViewLook()
     d = difficulty
@@ -187,4 +212,5 @@ def draw_look(rng: np.random.Generator, difficulty: Difficulty, view: str, half_
         overlay=bool(rng.random() < d.overlay_prob),
         tilt_extra_deg=_uniform(rng, d.tilt_extra_deg),
         myo_texture_scale=_uniform(rng, d.myo_texture_scale),
+        plane=draw_plane(rng if planes is None else planes, d),
     )

@@ -21,10 +21,11 @@ from gdkvm.data.phantom.difficulty import (
     draw_look,
     get_difficulty,
     look_rng,
+    plane_rng,
 )
 from gdkvm.data.phantom.geometry import PixelGrid, PolarGrid, Pose, Sector
 from gdkvm.data.phantom.render import ViewSetup
-from gdkvm.data.phantom.shape import LVShape, sample_shape
+from gdkvm.data.phantom.shape import Foreshortening, LVShape, sample_shape
 from gdkvm.data.phantom.speckle import ImagingParams
 
 QUALITIES = ("Good", "Medium", "Poor")
@@ -120,8 +121,10 @@ def _appearance(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, qua
         side = 1.0 if (anat.view == "4CH" or rng.random() < 0.6) else -1.0
         dropouts.append(Dropout(u_mm=_mid_wall_u(shape, anat, zd, side), z_mm=zd, su_mm=rng.uniform(5.0, 9.0),
                                 sz_mm=rng.uniform(8.0, 18.0), depth=rng.uniform(*depth_range)))
-    if q == 2 or rng.random() < 0.2:  # apical near-field loss
-        dropouts.append(Dropout(u_mm=0.0, z_mm=-0.5 * w0, su_mm=rng.uniform(8.0, 14.0), sz_mm=rng.uniform(5.0, 9.0),
+    if q == 2 or rng.random() < 0.2:  # apical near-field loss, mid-way through the wall the view shows there
+        apex_z = -0.5 * w0 if anat.plane.neutral else 0.5 * (
+            shape.cut_apex(0.0, anat.omega, anat.plane) + shape.cut_apex(0.0, anat.omega, anat.plane, offset=w0))
+        dropouts.append(Dropout(u_mm=0.0, z_mm=apex_z, su_mm=rng.uniform(8.0, 14.0), sz_mm=rng.uniform(5.0, 9.0),
                                 depth=rng.uniform(0.2, 0.6)))
     dropouts.extend(_look_dropouts(look_stream, shape, anat, look))
     return replace(anat, echo=echo, dropouts=tuple(dropouts), papillary=look.papillary,
@@ -131,7 +134,7 @@ def _appearance(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, qua
 def _mid_wall_u(shape: LVShape, anat: ViewAnatomy, z_mm: float, side: float) -> float:
     """u of the middle of the wall on ``side`` (+1 lateral/anterior, -1 septal/inferior) at height z, at ED."""
     w0 = shape.wall_mm
-    _, half, _, _ = shape.cut(np.array([z_mm]), 0.0, anat.omega, w0)
+    _, half, _, _ = shape.cut(np.array([z_mm]), 0.0, anat.omega, w0, plane=anat.plane)
     return side * (float(half[0]) + 0.5 * w0)
 
 
@@ -186,6 +189,28 @@ def _anatomy(rng: np.random.Generator, shape: LVShape, view: str) -> ViewAnatomy
     )
 
 
+def _foreshortened(shape: LVShape, anat: ViewAnatomy, plane: Foreshortening) -> ViewAnatomy:
+    """The view's anatomy in a plane that misses the long axis: the mitral leaflets scaled with the
+    (narrower) annulus chord; the other structures follow the plane through the LV cut they hang on."""
+    if plane.neutral:
+        return anat
+    w0 = shape.wall_mm
+    _, h_axis, _, _ = shape.cut(np.array([shape.length_mm]), 0.0, anat.omega, w0)
+    _, h_plane, _, _ = shape.cut(np.array([shape.length_mm]), 0.0, anat.omega, w0, plane=plane)
+    scale = float(h_plane[0]) / max(float(h_axis[0]), 1e-6)
+    leaflets = (anat.mitral_leaflets_mm[0] * scale, anat.mitral_leaflets_mm[1] * scale)
+    return replace(anat, plane=plane, mitral_leaflets_mm=leaflets)
+
+
+def _apex_front_mm(shape: LVShape, anat: ViewAnatomy) -> float:
+    """How far the outer pericardium reaches below in-plane height 0: the pose puts this first tissue
+    of the view at the probe's standoff, so a foreshortened view keeps the chest-to-heart distance."""
+    front = shape.apex_wall_ratio * (shape.wall_mm + anat.peri_gap_mm + anat.peri_thick_mm)
+    if anat.plane.neutral:
+        return front
+    return -shape.cut_apex(0.0, anat.omega, anat.plane, offset=shape.wall_mm + anat.peri_gap_mm + anat.peri_thick_mm)
+
+
 def _far_extent_mm(anat: ViewAnatomy) -> float:
     """Largest z the acquisition must show: the atrial roofs (the aorta behind may be cut off)."""
     return max(anat.la_roof_mm, anat.ra_roof_mm)
@@ -195,7 +220,7 @@ def _pose_and_depth(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy,
                     tilt_deg: tuple[float, float], apex_x: tuple[float, float], look: ViewLook
                     ) -> tuple[Pose, float]:
     """Probe pose and the depth the fan needs: the atria shown whole, times the look's depth factor."""
-    front = shape.apex_wall_ratio * (shape.wall_mm + anat.peri_gap_mm + anat.peri_thick_mm)
+    front = _apex_front_mm(shape, anat)
     tilt = float(np.deg2rad(rng.uniform(*tilt_deg) + look.tilt_extra_deg))
     pose = Pose(apex_x_mm=rng.uniform(*apex_x),
                 apex_y_mm=chest + front + rng.uniform(3.0, 12.0) + look.standoff_mm, tilt_rad=tilt)
@@ -205,7 +230,7 @@ def _pose_and_depth(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy,
 
 def _camus_setup(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, quality: str, look: ViewLook,
                  look_stream: np.random.Generator) -> ViewSetup:
-    anat = _appearance(rng, shape, anat, quality, look, look_stream)
+    anat = _appearance(rng, shape, _foreshortened(shape, anat, look.plane), quality, look, look_stream)
     view = anat.view
     chest = rng.uniform(8.0, 13.0)
     tilt = (6.0, 16.0) if view == "4CH" else (-6.0, 8.0)
@@ -227,7 +252,7 @@ def _camus_setup(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, qu
 
 def _echonet_setup(rng: np.random.Generator, shape: LVShape, anat: ViewAnatomy, quality: str, look: ViewLook,
                    look_stream: np.random.Generator) -> ViewSetup:
-    anat = _appearance(rng, shape, anat, quality, look, look_stream)
+    anat = _appearance(rng, shape, _foreshortened(shape, anat, look.plane), quality, look, look_stream)
     chest = rng.uniform(8.0, 13.0)
     pose, needed = _pose_and_depth(rng, shape, anat, chest, (2.0, 18.0), (-8.0, 6.0), look)
     depth = needed * rng.uniform(1.02, 1.15)
@@ -250,6 +275,7 @@ def sample_patient(seed: int, index: int, echonet_beats: float,
         difficulty = get_difficulty(difficulty)
     rng = np.random.default_rng([seed, index])
     looks_stream = look_rng(seed, index)
+    planes_stream = plane_rng(seed, index)
     # the file-layout flags come first, so they stay put when the anatomy or imaging draws change
     reversed_half_sequence = bool(rng.random() < 0.1)
     es_first = bool(rng.random() < 0.5)
@@ -262,7 +288,7 @@ def sample_patient(seed: int, index: int, echonet_beats: float,
     base = QUALITIES[int(rng.choice(3, p=[0.35, 0.45, 0.2]))]
     quality = {v: _draw_quality(rng, base) for v in (*CAMUS_VIEWS, "ECHONET")}
     acquisitions = (*CAMUS_VIEWS, "ECHONET")
-    looks = {v: draw_look(looks_stream, difficulty, v) for v in acquisitions}
+    looks = {v: draw_look(looks_stream, difficulty, v, planes=planes_stream) for v in acquisitions}
     anatomy = {v: _anatomy(rng, shape, v) for v in CAMUS_VIEWS}
     setups = {v: _camus_setup(rng, shape, anatomy[v], quality[v], looks[v], looks_stream) for v in CAMUS_VIEWS}
     # the EchoNet video is another apical 4-chamber acquisition of the same heart

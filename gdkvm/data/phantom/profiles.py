@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdkvm.data.phantom.shape import LVShape
+from gdkvm.data.phantom.shape import Foreshortening, LVShape
 
 _DZ_MM = 0.1
 
@@ -69,6 +69,7 @@ class ProfileTable:
     values: np.ndarray  # (8, n) float32
     slopes: np.ndarray  # (8, n) float32
     shared_centre: bool  # cavity, epicardium and pericardium cuts share their centre (true for 2CH/4CH)
+    floor_mm: float = 0.0  # in-plane height of the apex slice z = 0 (below 0 only in a tilted plane)
 
     def sample(self, z: np.ndarray | ZIndex, columns: tuple[int, ...]) -> list[np.ndarray]:
         """Linear interpolation of the requested columns at heights z (array or precomputed ZIndex)."""
@@ -81,14 +82,15 @@ class ProfileTable:
         return out
 
 
-def build_table(shape: LVShape, axis: ZAxis, m: float, omega: float, peri_gap_mm: float, peri_thick_mm: float
-                ) -> ProfileTable:
-    """Tabulate the cut of the LV at contraction ``m`` by the long-axis plane at angle ``omega``."""
+def build_table(shape: LVShape, axis: ZAxis, m: float, omega: float, peri_gap_mm: float, peri_thick_mm: float,
+                plane: Foreshortening | None = None) -> ProfileTable:
+    """Tabulate the cut of the LV at contraction ``m`` by the view plane at angle ``omega`` (through the
+    long axis, or foreshortened by ``plane``; the axis then holds in-plane heights)."""
     wall = float(shape.wall_thickness(m))
     z = axis.values()
-    c, h, ce, he = shape.cut(z, m, omega, wall)
-    _, _, cpi, hpi = shape.cut(z, m, omega, wall, extra=peri_gap_mm)
-    _, _, cpo, hpo = shape.cut(z, m, omega, wall, extra=peri_gap_mm + peri_thick_mm)
+    c, h, ce, he = shape.cut(z, m, omega, wall, plane=plane)
+    _, _, cpi, hpi = shape.cut(z, m, omega, wall, extra=peri_gap_mm, plane=plane)
+    _, _, cpo, hpo = shape.cut(z, m, omega, wall, extra=peri_gap_mm + peri_thick_mm, plane=plane)
     shared = bool(np.allclose(c, ce, atol=1e-4) and np.allclose(c, cpi, atol=1e-4) and np.allclose(c, cpo, atol=1e-4))
     if shared:
         ce = cpi = cpo = c
@@ -98,6 +100,6 @@ def build_table(shape: LVShape, axis: ZAxis, m: float, omega: float, peri_gap_mm
     slopes = np.zeros_like(values)
     slopes[:, :-1] = values[:, 1:] - values[:, :-1]
     return ProfileTable(
-        m=float(m), length_mm=float(shape.length(m)), wall_mm=wall, cap_mm=shape.apex_wall_ratio * wall,
-        axis=axis, values=values, slopes=slopes, shared_centre=shared,
+        m=float(m), length_mm=shape.plane_length(m, plane), wall_mm=wall, cap_mm=shape.apex_wall_ratio * wall,
+        axis=axis, values=values, slopes=slopes, shared_centre=shared, floor_mm=shape.plane_floor(plane),
     )

@@ -93,7 +93,8 @@ def echonet_video(spec: PatientSpec, rng: np.random.Generator) -> EchonetVideo:
         raise DataError(f"{spec.echonet_name}.avi", "the video holds no complete ED -> ES beat; use more beats")
     traced = beats[0]
     tracings = {
-        f: tracing_segments(spec.shape, setup.anatomy.omega, float(contraction[f]), setup.pose, setup.output_pixels)
+        f: tracing_segments(spec.shape, setup.anatomy.omega, float(contraction[f]), setup.pose, setup.output_pixels,
+                            plane=setup.anatomy.plane)
         for f in traced
     }
     return EchonetVideo(

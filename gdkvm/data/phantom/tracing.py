@@ -1,6 +1,7 @@
 """EchoNet-style LV tracings: long axis plus 20 disk chords, from the exact cavity outline of a frame.
 
-The outline is the cut of the 3D cavity by the view plane, mapped into the video's pixel frame. Row 1 runs
+The outline is the cut of the 3D cavity by the view plane (foreshortened or not: from the apex the plane
+shows), mapped into the video's pixel frame. Row 1 runs
 from the apex to the midpoint of the mitral annulus; rows 2..21 are chords perpendicular to it at the
 centres of 20 equal slabs from the apex towards the mitral plane, (X1, Y1) on one wall and (X2, Y2) on
 the other. The single-plane method of disks then reads V = pi/4 * sum(d_i^2) * L / 20.
@@ -11,18 +12,24 @@ from __future__ import annotations
 import numpy as np
 
 from gdkvm.data.phantom.geometry import PixelGrid, Pose
-from gdkvm.data.phantom.shape import LVShape
+from gdkvm.data.phantom.shape import Foreshortening, LVShape
 
 N_DISKS = 20
 
 
-def cavity_outline(shape: LVShape, omega: float, m: float, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+def cavity_outline(shape: LVShape, omega: float, m: float, n: int = 400, plane: Foreshortening | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """The two walls of the cavity cut, apex -> base, as heart-plane points (n, 2) of (u, z) each:
-    (wall at smaller u, wall at larger u)."""
-    length = float(shape.length(m))
-    z = length * np.linspace(0.0, 1.0, n) ** 2  # dense near the apex, where the outline bends fastest
+    (wall at smaller u, wall at larger u). With a foreshortening ``plane``, z is the in-plane height and
+    the outline starts at the apex that plane shows."""
     wall = float(shape.wall_thickness(m))
-    c, h, _, _ = shape.cut(z, m, omega, wall)
+    if plane is None or plane.neutral:
+        length = float(shape.length(m))
+        z = length * np.linspace(0.0, 1.0, n) ** 2  # dense near the apex, where the outline bends fastest
+    else:
+        apex = shape.cut_apex(m, omega, plane)
+        z = apex + (shape.plane_length(m, plane) - apex) * np.linspace(0.0, 1.0, n) ** 2
+    c, h, _, _ = shape.cut(z, m, omega, wall, plane=plane)
     return np.stack([c - h, z], axis=1), np.stack([c + h, z], axis=1)
 
 
@@ -38,9 +45,10 @@ def _wall_at(wall: np.ndarray, apex: np.ndarray, axis_dir: np.ndarray, t: np.nda
     return np.stack([np.interp(t, along, wall[:, 0]), np.interp(t, along, wall[:, 1])], axis=1)
 
 
-def tracing_segments(shape: LVShape, omega: float, m: float, pose: Pose, pixels: PixelGrid) -> np.ndarray:
+def tracing_segments(shape: LVShape, omega: float, m: float, pose: Pose, pixels: PixelGrid,
+                     plane: Foreshortening | None = None) -> np.ndarray:
     """The 21 tracing rows (X1, Y1, X2, Y2) in continuous pixel coordinates of ``pixels``."""
-    left, right = cavity_outline(shape, omega, m)
+    left, right = cavity_outline(shape, omega, m, plane=plane)
     left_px = _to_pixels(left, pose, pixels)
     right_px = _to_pixels(right, pose, pixels)
     apex = 0.5 * (left_px[0] + right_px[0])
