@@ -40,14 +40,17 @@ from torch import Tensor, nn
 from gdkvm.errors import ConfigError, GdkvmError, unknown_name
 from gdkvm.models.backbone import ResNetTrunk
 from gdkvm.models.gdkvm import check_clip, check_frame
-from gdkvm.models.modules import MaskDecoder, PixelFuser, ValueEncoder, soft_aggregate
+from gdkvm.models.interface import SegmentationModelBase
+from gdkvm.models.modules import soft_aggregate
 from gdkvm.models.registry import VariantSpec, register_variant
-from gdkvm.models.transformer import ObjectSummarizer, ObjectTransformer
+from gdkvm.models.release_modules import ReleaseMaskDecoder, ReleasePixelFuser, ReleaseValueEncoder
+from gdkvm.models.release_transformer import ReleaseObjectSummarizer, ReleaseObjectTransformer
 
 __all__ = ["ReleaseConfig", "ReleaseGDKVM", "ReleaseKPFF", "build_release", "ReleaseStepper", "release_config",
            "expand_gates"]
 
 STRIDE = 16
+NO_PROMPT = "release model: first_frame_mask is not supported (the release segments frame 0 from an empty mask)"
 
 
 @dataclass(frozen=True)
@@ -127,13 +130,17 @@ def expand_gates(alpha: Tensor, beta: Tensor, value_dim: int) -> tuple[Tensor, T
     return alpha.repeat(*([1] * (alpha.dim() - 1)), reps), beta.repeat_interleave(reps, dim=-1)
 
 
-class ReleaseGDKVM(nn.Module):
+class ReleaseGDKVM(SegmentationModelBase):
     """The released GDKVM forward pass.
 
     ``model(clip)`` with clip (B, T, 1, H, W) float in [0, 1] (H, W divisible by 16) returns logits
     (B, T, O + 1, H, W), background first. ``forward_with_states`` also returns the per-frame memory
-    states for inspection.
+    states for inspection. Declared capabilities (:class:`gdkvm.models.interface.SegmentationModel`): no
+    first-frame prompt, auxiliary outputs, a constant-size state, no memory rule module, no CUDA-graph step.
     """
+
+    accepts_prompt = False
+    has_aux_outputs = True
 
     def __init__(self, config: ReleaseConfig, variant: str | None = None):
         super().__init__()
@@ -147,13 +154,13 @@ class ReleaseGDKVM(nn.Module):
                                       nn.Conv2d(cfg.pixel_dim, cfg.key_dim, kernel_size=3, padding=1))
         self.pix_proj = nn.Conv2d(c16, cfg.pixel_dim, kernel_size=1)
         self.kpff = ReleaseKPFF(cfg.key_dim, cfg.pixel_dim)
-        self.value_encoder = ValueEncoder(cfg.value_backbone, cfg.value_backbone_width, cfg.pixel_dim,
-                                          cfg.value_dim, cfg.sensory_dim)
-        self.pixel_fuser = PixelFuser(cfg.pixel_dim, cfg.value_dim, cfg.sensory_dim, cfg.embed_dim)
-        self.object_summarizer = ObjectSummarizer(cfg.value_dim, cfg.embed_dim, cfg.num_queries)
-        self.object_transformer = ObjectTransformer(cfg.embed_dim, cfg.num_queries, cfg.transformer_blocks,
-                                                    cfg.transformer_heads, cfg.transformer_ff_dim)
-        self.decoder = MaskDecoder(cfg.embed_dim, (c8, c4), cfg.decoder_dims, cfg.sensory_dim)
+        self.value_encoder = ReleaseValueEncoder(cfg.value_backbone, cfg.value_backbone_width, cfg.pixel_dim,
+                                                 cfg.value_dim, cfg.sensory_dim)
+        self.pixel_fuser = ReleasePixelFuser(cfg.pixel_dim, cfg.value_dim, cfg.sensory_dim, cfg.embed_dim)
+        self.object_summarizer = ReleaseObjectSummarizer(cfg.value_dim, cfg.embed_dim, cfg.num_queries)
+        self.object_transformer = ReleaseObjectTransformer(cfg.embed_dim, cfg.num_queries, cfg.transformer_blocks,
+                                                           cfg.transformer_heads, cfg.transformer_ff_dim)
+        self.decoder = ReleaseMaskDecoder(cfg.embed_dim, (c8, c4), cfg.decoder_dims, cfg.sensory_dim)
         # auxiliary head (training only): sensory -> per-pixel linear classifier over the pixel features + bias
         self.sensory_aux = nn.Conv2d(cfg.sensory_dim, cfg.pixel_dim + 1, kernel_size=1)
         heads = cfg.memory_heads
@@ -177,10 +184,11 @@ class ReleaseGDKVM(nn.Module):
 
     # ------------------------------------------------------------------ stages
     def encode_image(self, image: Tensor) -> dict[str, Tensor]:
-        """Gray frames (N, 1, H, W) in [0, 1] -> dict of image (N, 3, H, W) normalised, f4, f8 skips,
-        pix (N, Cp, h, w) and key (N, Ck, h, w) (softmax over channels)."""
-        image = (image.expand(-1, 3, -1, -1) - self.pixel_mean) / self.pixel_std
-        f4, f8, f16 = self.key_encoder(image)
+        """Gray frames (N, 1, H, W) in [0, 1] -> dict of image (N, 1, H, W) normalised (the value
+        encoder's input; the key encoder sees it repeated to 3 channels), f4, f8 skips, pix (N, Cp, h, w)
+        and key (N, Ck, h, w) (softmax over channels)."""
+        image = (image - self.pixel_mean) / self.pixel_std
+        f4, f8, f16 = self.key_encoder(image.expand(-1, 3, -1, -1))
         pix = self.pix_proj(f16)
         key = torch.softmax(self.kpff(self.key_proj(f16), pix), dim=1)
         return {"image": image, "f4": f4, "f8": f8, "pix": pix, "key": key}
@@ -192,15 +200,24 @@ class ReleaseGDKVM(nn.Module):
         return expand_gates(alpha, beta, state.shape[-1])
 
     def segment(self, feats: dict[str, Tensor], readout: Tensor, sensory: Tensor, last_mask: Tensor,
-                obj_memory: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                obj_memory: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """readout (B, O, Cv, h, w), sensory (B, O, Cs, h, w), last_mask (B, O, H, W), obj_memory
-        (B, O, Q, E + 1) -> logits (B, O + 1, H, W), probabilities (B, O + 1, H, W), new sensory."""
+        (B, O, Q, E + 1) -> logits (B, O + 1, H, W), probabilities (B, O + 1, H, W), new sensory, and the
+        object transformer's auxiliary object logits (B, O, L + 1, h, w)."""
         grid_mask = F.interpolate(last_mask, size=readout.shape[-2:], mode="area")
-        fused = self.object_transformer(self.pixel_fuser(feats["pix"], readout, sensory, grid_mask), obj_memory)
+        fused, query_aux = self.object_transformer(self.pixel_fuser(feats["pix"], readout, sensory, grid_mask),
+                                                   obj_memory)
         obj_logits, sensory = self.decoder(fused, feats["f8"], feats["f4"], sensory)
         logits = soft_aggregate(torch.sigmoid(obj_logits))
         logits = F.interpolate(logits, size=feats["image"].shape[-2:], mode="bilinear", align_corners=False)
-        return logits, torch.softmax(logits, dim=1), sensory
+        return logits, torch.softmax(logits, dim=1), sensory, query_aux
+
+    @staticmethod
+    def query_aux_logits(query_aux: Tensor) -> Tensor:
+        """The release's query auxiliary predictions: object logits (B, O, L + 1, h, w) -> soft-aggregated
+        logits per level (B, L + 1, O + 1, h, w) at stride 16."""
+        return soft_aggregate(torch.sigmoid(query_aux.transpose(1, 2).flatten(0, 1))).view(
+            query_aux.shape[0], query_aux.shape[2], query_aux.shape[1] + 1, *query_aux.shape[-2:])
 
     def sensory_aux_logits(self, pix: Tensor, sensory: Tensor) -> Tensor:
         """The release's sensory auxiliary prediction: pix (B, Cp, h, w), sensory (B, O, Cs, h, w) ->
@@ -211,17 +228,19 @@ class ReleaseGDKVM(nn.Module):
 
     # ------------------------------------------------------------------ recurrence
     def forward_with_aux(self, clip: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """clip (B, T, 1, H, W) -> (logits (B, T, O + 1, H, W), {"sensory_logits": (B, T, O + 1, H/16, W/16)}),
-        the inputs of :func:`gdkvm.models.release_losses.release_aux_loss`."""
+        """clip (B, T, 1, H, W) -> (logits (B, T, O + 1, H, W), aux) with aux {"sensory_logits":
+        (B, T, O + 1, H/16, W/16), "query_logits": (B, T, L + 1, O + 1, H/16, W/16)}, the inputs of
+        :func:`gdkvm.models.release_losses.release_aux_loss` (L transformer blocks)."""
         logits, _, aux = self._run(clip, with_aux=True)
-        return logits, {"sensory_logits": torch.stack(aux, dim=1)}
+        return logits, {"sensory_logits": torch.stack([a[0] for a in aux], dim=1),
+                        "query_logits": torch.stack([a[1] for a in aux], dim=1)}
 
     def forward_with_states(self, clip: Tensor) -> tuple[Tensor, list[Tensor]]:
         """clip (B, T, 1, H, W) -> (logits (B, T, O + 1, H, W), memory states [(B, O, Ck, Cv)] per frame)."""
         logits, states, _ = self._run(clip, with_aux=False)
         return logits, states
 
-    def _run(self, clip: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    def _run(self, clip: Tensor, with_aux: bool) -> tuple[Tensor, list[Tensor], list[tuple[Tensor, Tensor]]]:
         check_clip(clip)
         clip = clip.to(device=self.A_log.device, dtype=self.A_log.dtype)
         b, t = clip.shape[:2]
@@ -230,9 +249,9 @@ class ReleaseGDKVM(nn.Module):
         outputs, states, aux = [], [], []
         for i in range(t):
             feats = {k: v.view(b, t, *v.shape[1:])[:, i] for k, v in every.items()}
-            logits, carry = self.advance(carry, feats)
+            logits, carry, query_aux = self._advance(carry, feats)
             if with_aux:
-                aux.append(self.sensory_aux_logits(feats["pix"], carry["sensory"]))
+                aux.append((self.sensory_aux_logits(feats["pix"], carry["sensory"]), self.query_aux_logits(query_aux)))
             outputs.append(logits)
             states.append(carry["state"])
         return torch.stack(outputs, dim=1), states, aux
@@ -249,6 +268,12 @@ class ReleaseGDKVM(nn.Module):
         """One frame of the released recurrence: encode the value from the image and the previous mask,
         write (S_0 = K^T V on the first frame, the gated delta rule after), read with the same key,
         segment. Returns logits (B, O + 1, H, W) and the next carry."""
+        logits, carry, _ = self._advance(carry, feats)
+        return logits, carry
+
+    def _advance(self, carry: dict[str, Tensor | None], feats: dict[str, Tensor]
+                 ) -> tuple[Tensor, dict[str, Tensor | None], Tensor]:
+        """:meth:`advance` that also returns the transformer's auxiliary object logits (B, O, L + 1, h, w)."""
         key, sensory, last_mask = feats["key"], carry["sensory"], carry["last_mask"]
         stale = self.config.stale_pixel_features and carry["prev_pix"] is not None
         value, sensory = self.value_encoder(feats["image"], carry["prev_pix"] if stale else feats["pix"],
@@ -263,18 +288,20 @@ class ReleaseGDKVM(nn.Module):
             ktk_s = torch.einsum("bkhw,bnvhw->bnkv", key, torch.einsum("bkhw,bnkv->bnvhw", key, state))
             state, obj_memory = alpha * (state - beta * ktk_s) + beta * kv, carry["obj_memory"]
         readout = torch.einsum("bkhw,bnkv->bnvhw", key, state)
-        logits, prob, sensory = self.segment(feats, readout, sensory, last_mask, obj_memory)
+        logits, prob, sensory, query_aux = self.segment(feats, readout, sensory, last_mask, obj_memory)
         if carry["state"] is not None:  # frame t's summary joins after frame t is segmented
             obj_memory = obj_memory + summary
         return logits, {"sensory": sensory, "last_mask": prob[:, 1:], "state": state, "obj_memory": obj_memory,
-                        "prev_pix": feats["pix"]}
+                        "prev_pix": feats["pix"]}, query_aux
 
     def stepper(self) -> ReleaseStepper:
         """A fresh streaming stepper (see :class:`ReleaseStepper`)."""
         return ReleaseStepper(self)
 
-    def forward(self, clip: Tensor) -> Tensor:
-        """clip (B, T, 1, H, W) in [0, 1] -> logits (B, T, O + 1, H, W)."""
+    def forward(self, clip: Tensor, first_frame_mask: Tensor | None = None) -> Tensor:
+        """clip (B, T, 1, H, W) in [0, 1] -> logits (B, T, O + 1, H, W); ``first_frame_mask`` is refused."""
+        if first_frame_mask is not None:
+            raise GdkvmError(NO_PROMPT)
         return self.forward_with_states(clip)[0]
 
 
@@ -299,8 +326,7 @@ class ReleaseStepper:
     def step(self, frame: Tensor, first_frame_mask: Tensor | None = None) -> Tensor:
         """Segment the next frame (B, 1, H, W); ``first_frame_mask`` is refused (the release has no prompt)."""
         if first_frame_mask is not None:
-            raise GdkvmError("release model: first_frame_mask is not supported (the release segments frame 0 "
-                             "from an empty mask)")
+            raise GdkvmError(NO_PROMPT)
         check_frame(frame)
         model = self.model
         frame = frame.to(device=model.A_log.device, dtype=model.A_log.dtype)
@@ -309,6 +335,13 @@ class ReleaseStepper:
         logits, self._carry = model.advance(self._carry, model.encode_image(frame))
         self._frames += 1
         return logits
+
+    def state_bytes(self) -> int:
+        """Bytes of the carried tensors (sensory state, last mask, memory, object memory, pixel features;
+        0 before the first frame)."""
+        if self._carry is None:
+            return 0
+        return sum(t.numel() * t.element_size() for t in self._carry.values() if t is not None)
 
 
 def build_release(preset: str = "tiny", **overrides: Any) -> ReleaseGDKVM:

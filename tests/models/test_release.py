@@ -64,8 +64,8 @@ def _plain_release(model: ReleaseGDKVM, clip: torch.Tensor, stale: bool) -> torc
     obj_sum = None
     prev_pix = None
     for i in range(t):
-        img = (clip[:, i].repeat(1, 3, 1, 1) - 0.5) / 0.5
-        f4, f8, f16 = model.key_encoder(img)
+        img = (clip[:, i] - 0.5) / 0.5  # gray (B, 1, H, W); the key trunk takes it on 3 channels
+        f4, f8, f16 = model.key_encoder(torch.cat([img, img, img], dim=1))
         pix = model.pix_proj(f16)
         key = torch.softmax(model.kpff(model.key_proj(f16), pix), dim=1)  # (B, Ck, hk, wk)
         hk, wk = key.shape[-2:]
@@ -91,7 +91,7 @@ def _plain_release(model: ReleaseGDKVM, clip: torch.Tensor, stale: bool) -> torc
         readout = torch.einsum("bpk,bnkv->bnvp", K, S).reshape(bsz, o, cv, hk, wk)
         obj_mem = summary if obj_sum is None else obj_sum
         grid = F.interpolate(last, size=(hk, wk), mode="area")
-        fused = model.object_transformer(model.pixel_fuser(pix, readout, sensory, grid), obj_mem)
+        fused = model.object_transformer(model.pixel_fuser(pix, readout, sensory, grid), obj_mem)[0]
         obj_logits, sensory = model.decoder(fused, f8, f4, sensory)
         logits = F.interpolate(soft_aggregate(torch.sigmoid(obj_logits)), size=(h, w), mode="bilinear",
                                align_corners=False)
@@ -105,12 +105,12 @@ def _plain_release(model: ReleaseGDKVM, clip: torch.Tensor, stale: bool) -> torc
 @pytest.mark.parametrize("stale", [False, True])
 def test_model_equals_plain_transcription(stale):
     torch.manual_seed(0)
-    model = ReleaseGDKVM(release_config("tiny", stale_pixel_features=stale, num_objects=2)).double().eval()
+    model = ReleaseGDKVM(release_config("tiny", stale_pixel_features=stale)).double().eval()
     clip = torch.rand(2, 4, 1, 32, 48, dtype=torch.float64)
     with torch.no_grad():
         got = model(clip)
         want = _plain_release(model, clip, stale)
-    assert got.shape == (2, 4, 3, 32, 48)
+    assert got.shape == (2, 4, 2, 32, 48)
     assert torch.allclose(got, want, atol=1e-9, rtol=0), (got - want).abs().max()
 
 
@@ -172,7 +172,7 @@ def test_aux_loss_rejects_bad_shapes():
 @pytest.mark.parametrize("variant", ["release", "release-stale"])
 def test_stepper_equals_clip(variant):
     torch.manual_seed(4)
-    model = build_model(variant, "tiny", num_objects=2).double().eval()
+    model = build_model(variant, "tiny").double().eval()
     clip = torch.rand(1, 4, 1, 32, 32, dtype=torch.float64)
     with torch.no_grad():
         want = model(clip)
