@@ -4,9 +4,11 @@ One row per (batch, dtype, mode) in ``results/bench/fps-<device>-<precisions>-<c
 (defined precisely in docs/benchmarks.md):
 
 * ``model-only``: the stepper over frames already on the device, float in [0, 1], at model size;
-* ``end-to-end``: per frame, uint8 frames at the native size on the host -> device -> float -> resize
-  to the model size -> stepper -> argmax to a uint8 label mask -> resize (nearest) to the native size
-  -> host;
+* ``end-to-end``: per frame, exactly what ``gdkvm predict`` and ``gdkvm evaluate`` run, the frame
+  pipeline's :meth:`gdkvm.engine.frames.FrameStream.step`: uint8 frames at the native size on the host
+  -> bilinear resize (OpenCV, uint8) to the model size -> float in [0, 1] -> device -> stepper under
+  the pipeline's precision policy -> LV probability -> host -> mask -> nearest resize (OpenCV) to the
+  native size; bf16 end-to-end rows need CUDA (the pipeline runs float32 on the CPU);
 * ``reference``: model-only, on the released-style reference path (:mod:`gdkvm.bench.reference_path`),
   fp32, eager, with our speed-up over it and the agreement of the masks.
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -51,6 +54,7 @@ from gdkvm.bench.common import (
     write_csv_rows,
 )
 from gdkvm.bench.reference_path import GDR_FAMILY, build_reference_model, reference_unavailable
+from gdkvm.engine.frames import FramePipeline, to_model_input
 from gdkvm.errors import ConfigError, unknown_name
 
 FPS_SCHEMA_VERSION = 1
@@ -95,6 +99,9 @@ TARGET_SPEEDUP_VS_REFERENCE = 3.0
 TARGET_CONDITIONS = {"preset": "paper", "size": 256, "dtype": "bf16"}
 
 GRAPHS_NEED_GPU = "unavailable: CUDA graphs need a GPU"
+END_TO_END_BF16_NEEDS_CUDA = (
+    "unavailable: the frame pipeline (predict, evaluate) runs bf16 autocast on CUDA only, fp32 elsewhere"
+)
 GRAPHS_NEED_CONSTANT_STATE = (
     "unavailable: CUDA graphs need a constant-size memory (softmax grows every frame)"
 )
@@ -191,6 +198,34 @@ class EagerStep:
         return self.stepper.state_bytes()
 
 
+class PipelineEngine:
+    """End-to-end: the frame pipeline that predict and evaluate run (:class:`gdkvm.engine.frames.FramePipeline`).
+
+    ``fp32`` rows run it with ``amp`` off, ``bf16`` rows with ``amp`` on (bf16 autocast on CUDA).
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, dtype: str, size: int):
+        self.pipeline = FramePipeline(model, device, size, amp=dtype != "fp32")
+        self.stream = self.pipeline.stream()
+
+    def reset(self) -> None:
+        self.stream = self.pipeline.stream()
+
+    def step(self, frames: Tensor) -> np.ndarray:
+        """uint8 frames (B, H, W) on the host at the native size -> uint8 LV masks (B, H, W) on the host."""
+        out = self.stream.step(frames.numpy(), native=True).native
+        assert out is not None  # asked for with native=True
+        return out
+
+    def state_bytes(self) -> int:
+        return self.stream.state_bytes()
+
+
+def end_to_end_unavailable(device: torch.device, dtype: str) -> str | None:
+    """Why the end-to-end pipeline cannot run at ``dtype`` on ``device`` (None: it can)."""
+    return END_TO_END_BF16_NEEDS_CUDA if dtype != "fp32" and device.type != "cuda" else None
+
+
 def graphs_unavailable(model: nn.Module, device: torch.device) -> str | None:
     """Why a frame step of ``model`` cannot be captured as a CUDA graph on ``device`` (None: it can).
 
@@ -276,7 +311,7 @@ class GraphStep:
 
 
 # ------------------------------------------------------------------------------------------ frames
-def make_host_frames(frames: int, batch: int, native: tuple[int, int], seed: int, pin: bool) -> Tensor:
+def make_host_frames(frames: int, batch: int, native: tuple[int, int], seed: int, pin: bool = False) -> Tensor:
     """Synthetic uint8 frames (T, B, H, W): smoothed noise (never all zeros), reproducible from ``seed``."""
     g = torch.Generator().manual_seed(seed)
     h, w = native
@@ -289,20 +324,11 @@ def make_host_frames(frames: int, batch: int, native: tuple[int, int], seed: int
 
 
 def preprocess(frames_u8: Tensor, size: int) -> Tensor:
-    """uint8 frames (..., B, H, W) on any device -> float (..., B, 1, size, size) in [0, 1] (bilinear)."""
+    """uint8 frames (..., B, H, W) on the host -> float32 (..., B, 1, size, size) in [0, 1] on the host,
+    resized and converted as the frame pipeline does (:func:`gdkvm.engine.frames.to_model_input`)."""
     lead = frames_u8.shape[:-2]
-    x = frames_u8.reshape(-1, 1, *frames_u8.shape[-2:]).float().div_(255.0)
-    if tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = to_model_input(frames_u8.reshape(-1, *frames_u8.shape[-2:]).numpy(), size)
     return x.view(*lead, 1, size, size)
-
-
-def decode_masks(logits: Tensor, native: tuple[int, int]) -> Tensor:
-    """logits (B, O + 1, S, S) -> uint8 label masks (B, H, W) at the native size (nearest), same device."""
-    labels = logits.argmax(dim=1, keepdim=True).to(torch.uint8)
-    if tuple(labels.shape[-2:]) != tuple(native):
-        labels = F.interpolate(labels, size=native, mode="nearest")
-    return labels.squeeze(1)
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -369,20 +395,19 @@ def run_stream(
 ) -> StreamOutcome:
     """Warm up, then time ``cfg.iters`` videos of ``cfg.frames`` steps of ``engine`` in ``mode``.
 
-    host_frames: uint8 (T, B, H, W) (end-to-end input); device_frames: float (T, B, 1, S, S) on the
-    device (model-only and reference input). ``held_bytes``: device memory the benchmark holds outside
+    host_frames: uint8 (T, B, H, W) on the host (end-to-end input, streamed through the
+    :class:`PipelineEngine`); device_frames: float (T, B, 1, S, S) on the device (model-only and
+    reference input). ``held_bytes``: device memory the benchmark holds outside
     this configuration (the other model's weights), subtracted from the CUDA peak. ``peak_since_capture``:
     the caller reset the CUDA peak before building a graph engine; keep it (a replay allocates nothing, so
     the activations only show in the peak of the warm-up and capture). Tests monkeypatch this function to
     inject failures.
     """
     n = host_frames.shape[0]
-    native = tuple(host_frames.shape[-2:])
 
-    def one_step(i: int) -> Tensor:
+    def one_step(i: int) -> Any:
         if mode == "end-to-end":
-            x = preprocess(host_frames[i % n].to(device, non_blocking=True), cfg.size)
-            return decode_masks(engine.step(x), native).cpu()
+            return engine.step(host_frames[i % n])
         assert device_frames is not None
         return engine.step(device_frames[i % n])
 
@@ -507,7 +532,8 @@ def _availability(
         if why is not None:
             notes.append(f"warning: --dtype {d}: {why}")
         elif d != "fp32" and device.type == "cpu":
-            notes.append(f"note: --dtype {d} on the CPU runs under CPU autocast")
+            notes.append(f"note: --dtype {d} on the CPU: model-only rows run under CPU autocast; end-to-end "
+                         f"rows are unavailable (predict's frame pipeline runs fp32 on the CPU)")
     return graphs_why, dtype_why, notes
 
 
@@ -519,9 +545,8 @@ def _plan(cfg: FpsConfig, graphs_why: str | None) -> list[tuple[int, str, str, b
             plan.append((b, "fp32", "reference", False))
         for d in cfg.dtypes:
             plan += [(b, d, mode, False) for mode in ("model-only", "end-to-end")]
-            if cfg.cuda_graphs:
-                modes = ("model-only",) if graphs_why else ("model-only", "end-to-end")
-                plan += [(b, d, m, True) for m in modes]
+            if cfg.cuda_graphs:  # end-to-end times predict's pipeline, which runs no CUDA graph
+                plan.append((b, d, "model-only", True))
     return plan
 
 
@@ -542,12 +567,14 @@ def _measure(
     """
     try:
         host = host_all[:, :batch]
-        device_frames = None if mode == "end-to-end" else preprocess(host.to(device), cfg.size)
-        if graphs:
+        device_frames = None if mode == "end-to-end" else preprocess(host, cfg.size).to(device)
+        if mode == "end-to-end":
+            engine: Any = PipelineEngine(net, device, dtype, cfg.size)
+        elif graphs:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
                 torch.cuda.reset_peak_memory_stats(device)
-            engine: Any = GraphStep(net, batch, cfg.size, device, dtype)
+            engine = GraphStep(net, batch, cfg.size, device, dtype)
         else:
             engine = EagerStep(net, device, dtype)
         return STATUS_OK, run_stream(engine, mode, net, host, device_frames, cfg, device,
@@ -642,9 +669,7 @@ def _run_fps(
     messages += notes
     plan = _plan(cfg, graphs_why)
 
-    host_all = make_host_frames(
-        cfg.frames, max(cfg.batches), cfg.native_size, cfg.seed, pin=device.type == "cuda"
-    )
+    host_all = make_host_frames(cfg.frames, max(cfg.batches), cfg.native_size, cfg.seed)
     rows: list[dict[str, Any]] = []
     masks: dict[tuple[int, str, str, bool], Tensor | None] = {}
     for done, (b, d, mode, graphs) in enumerate(plan):
@@ -674,6 +699,8 @@ def _run_fps(
             why = f"unavailable: {ref_why}"
         elif mode != "reference" and dtype_why[d] is not None:
             why = dtype_why[d]
+        elif mode == "end-to-end" and end_to_end_unavailable(device, d) is not None:
+            why = end_to_end_unavailable(device, d)
         elif graphs and graphs_why is not None:
             why = graphs_why
         if why is not None:
