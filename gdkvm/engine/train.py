@@ -5,7 +5,8 @@ One iteration draws the global batch of clips (a pure function of (seed, iterati
 takes CE + soft Dice over the supervised frames, clips the global gradient norm and steps AdamW.
 A model with ``forward_with_aux`` (the ``release`` variants) is run through it instead and its
 auxiliary loss (:func:`gdkvm.models.release_losses.release_aux_loss`, ``aux_total``) is added to the
-loss and logged as ``aux_total`` / ``aux_sensory_ce`` / ``aux_sensory_dice``.
+loss and logged as ``aux_total`` / ``aux_sensory_ce`` / ``aux_sensory_dice`` / ``aux_query_ce`` /
+``aux_query_dice``.
 Every ``val_every`` iterations rank 0 streams the validation split through the model's stepper and
 keeps ``checkpoint_best``; every ``ckpt_every`` iterations (and at the end) it writes
 ``checkpoint_last`` and ``trainer_state.pt``. A NaN/inf loss or gradient stops the run with a
@@ -179,7 +180,7 @@ def lr_at(cfg: TrainConfig, iteration: int) -> float:
 # ------------------------------------------------------------------------------ auxiliary losses
 
 #: The auxiliary loss terms logged for models with ``forward_with_aux`` (``aux_total`` is in the loss).
-AUX_TERMS = ("aux_total", "aux_sensory_ce", "aux_sensory_dice")
+AUX_TERMS = ("aux_total", "aux_sensory_ce", "aux_sensory_dice", "aux_query_ce", "aux_query_dice")
 
 
 class _AuxForward(nn.Module):
@@ -199,13 +200,14 @@ def _aux_loss_terms(aux: dict[str, torch.Tensor], masks: torch.Tensor, labeled: 
     which the aux loss would take for background). Zero, still attached to the graph, when none does."""
     from gdkvm.models.release_losses import release_aux_loss
 
-    logits = aux["sensory_logits"].float()
+    aux = {k: v.float() for k, v in aux.items()}
     keep = labeled[:, 0].bool() & labeled[:, -1].bool()
     if not bool(keep.any()):
-        zero = logits.sum() * 0.0
+        zero = sum(v.sum() for v in aux.values()) * 0.0
         return {k: zero for k in AUX_TERMS}
-    terms = release_aux_loss({**aux, "sensory_logits": logits[keep]}, masks[keep])
-    return {k: terms[k] for k in AUX_TERMS}
+    terms = release_aux_loss({k: v[keep] for k, v in aux.items()}, masks[keep])
+    zero = terms["aux_total"].new_zeros(())  # a term the model's aux outputs do not produce
+    return {k: terms.get(k, zero) for k in AUX_TERMS}
 
 
 # ------------------------------------------------------------------------------ gate statistics

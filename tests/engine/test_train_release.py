@@ -1,4 +1,5 @@
-"""Training the ``release`` variant: its sensory auxiliary loss is part of the step, and the run evaluates."""
+"""Training the ``release`` variant: its sensory and query auxiliary losses are part of the step, and the
+run evaluates."""
 
 import json
 import math
@@ -8,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from gdkvm.engine.train import build_training_model, gate_statistics, train_run
+from gdkvm.models.release import release_config
 from tests.engine.fixtures import tiny_config
 
 
@@ -27,10 +29,15 @@ def test_release_training_adds_the_aux_loss(release_run):
     assert result.finished and result.iteration == 3
     records = _train_records(result.run_dir)
     assert [r["iteration"] for r in records] == [1, 2, 3]
+    levels = release_config(cfg.preset).transformer_blocks + 1
     for r in records:
         assert r["aux_total"] > 0 and math.isfinite(r["aux_total"])
-        assert r["aux_total"] == pytest.approx(r["aux_sensory_ce"] + r["aux_sensory_dice"], rel=1e-5)
-        assert r["aux_total"] < 0.05  # weight 0.01 on CE + Dice of two frames
+        sensory = r["aux_sensory_ce"] + r["aux_sensory_dice"]
+        query = r["aux_query_ce"] + r["aux_query_dice"]
+        assert sensory > 0 and query > 0
+        assert r["aux_total"] == pytest.approx(sensory + query, rel=1e-5)
+        # weight 0.01 on CE + Dice of two frames, for the sensory head and each of the L + 1 query levels
+        assert sensory < 0.05 and query < 0.05 * levels
         assert r["loss"] == pytest.approx(r["ce"] + r["dice_loss"] + r["aux_total"], rel=1e-5)
         assert r["gates"] == {}  # no MemoryRule in the release model: gate statistics are skipped
     # the sensory aux head gets gradients only from the aux loss; AdamW skips parameters without a
@@ -38,6 +45,8 @@ def test_release_training_adds_the_aux_loss(release_run):
     init = build_training_model(cfg).state_dict()
     trained = load_file(str(result.run_dir / "checkpoint_last.safetensors"))
     assert not torch.equal(init["sensory_aux.weight"], trained["sensory_aux.weight"])
+    last_head = f"object_transformer.aux_heads.{levels - 1}.1.weight"  # read by the query aux loss only
+    assert not torch.equal(init[last_head], trained[last_head])
 
 
 def test_other_variants_log_no_aux_terms(prepared_store, tmp_path):

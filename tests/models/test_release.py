@@ -149,16 +149,29 @@ def test_aux_loss_finite_with_gradients_to_the_aux_head():
     model = build_model("release", "tiny", num_objects=2)
     clip = torch.rand(2, 3, 1, 32, 32)
     logits, aux = model.forward_with_aux(clip)
+    levels = model.config.transformer_blocks + 1
     assert aux["sensory_logits"].shape == (2, 3, 3, 2, 2)
-    assert torch.equal(logits, model(clip))  # the aux head does not change the output
+    assert aux["query_logits"].shape == (2, 3, levels, 3, 2, 2)
+    assert torch.equal(logits, model(clip))  # the aux heads do not change the output
     target = torch.randint(0, 3, (2, 3, 32, 32))
     losses = release_aux_loss(aux, target)
     assert torch.isfinite(losses["aux_total"]) and losses["aux_total"] > 0
-    unweighted = release_aux_loss(aux, target, weight=1.0)
+    sensory = losses["aux_sensory_ce"] + losses["aux_sensory_dice"]
+    assert torch.allclose(losses["aux_total"], sensory + losses["aux_query_ce"] + losses["aux_query_dice"])
+    per_level = sum(losses[f"aux_query_ce_l{i}"] + losses[f"aux_query_dice_l{i}"] for i in range(levels))
+    assert torch.allclose(losses["aux_query_ce"] + losses["aux_query_dice"], per_level)
+    unweighted = release_aux_loss(aux, target, weight=1.0, query_weight=1.0)
     assert torch.allclose(losses["aux_total"], unweighted["aux_total"] * AUX_WEIGHT)
+    only_sensory = release_aux_loss({"sensory_logits": aux["sensory_logits"]}, target)
+    assert torch.allclose(only_sensory["aux_total"], sensory) and "aux_query_ce" not in only_sensory
+    # a level's terms are the sensory formula applied to that level's prediction
+    as_sensory = release_aux_loss({"sensory_logits": aux["query_logits"][:, :, 1]}, target)
+    assert torch.allclose(losses["aux_query_ce_l1"], as_sensory["aux_sensory_ce"])
+    assert torch.allclose(losses["aux_query_dice_l1"], as_sensory["aux_sensory_dice"])
     losses["aux_total"].backward()
-    grad = model.sensory_aux.weight.grad
-    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    grads = [model.sensory_aux.weight.grad] + [head[1].weight.grad for head in model.object_transformer.aux_heads]
+    for grad in grads:
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
 def test_aux_loss_rejects_bad_shapes():
@@ -167,6 +180,9 @@ def test_aux_loss_rejects_bad_shapes():
 
     with pytest.raises(ConfigError, match="target must be"):
         release_aux_loss({"sensory_logits": torch.zeros(1, 2, 2, 4, 4)}, torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ConfigError, match="'query_logits' must be"):
+        release_aux_loss({"sensory_logits": torch.zeros(1, 2, 2, 4, 4), "query_logits": torch.zeros(1, 2, 2, 3, 4, 4)},
+                         torch.zeros(1, 2, 8, 8))
 
 
 @pytest.mark.parametrize("variant", ["release", "release-stale"])
