@@ -28,8 +28,10 @@ import numpy as np
 from gdkvm.data.phantom import writers
 from gdkvm.data.phantom.difficulty import DEFAULT_DIFFICULTY, get_difficulty
 from gdkvm.data.phantom.patient import CAMUS_VIEWS, ECHONET_FPS, ECHONET_SIZE, sample_patient
+from gdkvm.data.phantom.render import ViewSetup
 from gdkvm.data.phantom.sequences import camus_sequence, echonet_video
-from gdkvm.data.phantom.tracing import disk_volume
+from gdkvm.data.phantom.shape import LVShape
+from gdkvm.data.phantom.tracing import biplane_volume_ml, disk_volume, long_axis_mm
 from gdkvm.errors import ConfigError, DataError, GdkvmError
 from gdkvm.utils.atomic import atomic_dir
 
@@ -40,8 +42,9 @@ TRUTH_SCHEMA = "gdkvm-phantom-truth/1"
 CAMUS_SPLITS = ("training", "validation", "testing")
 ECHONET_SPLITS = {"training": "TRAIN", "validation": "VAL", "testing": "TEST"}
 MIN_ECHONET_BEATS = 1.8
-# The phantom's look: 1 = gdkvm 0.1 (the ``easy`` difficulty today), 2 = the difficulty levels.
-PHANTOM_VERSION = 2
+# The phantom's look: 1 = gdkvm 0.1 (the ``easy`` difficulty today), 2 = the difficulty levels,
+# 3 = foreshortened views (the view plane offset from / tilted against the long axis; easy unchanged).
+PHANTOM_VERSION = 3
 _SPLIT_STREAM = 0  # rng stream of the split; patients use streams 1..N
 
 
@@ -75,6 +78,16 @@ def split_assignment(patients: int, seed: int) -> list[str]:
 
 def _r(x: float, digits: int = 4) -> float:
     return round(float(x), digits)
+
+
+def _plane_record(shape: LVShape, setup: ViewSetup) -> dict[str, Any]:
+    """How the view plane misses the long axis, and the LV length it shows at ED and ES (mm)."""
+    anat = setup.anatomy
+    return {
+        "offset_mm": _r(anat.plane.offset_mm),
+        "tilt_deg": _r(anat.plane.tilt_deg),
+        "lv_length_mm": [_r(long_axis_mm(shape, anat.omega, m, anat.plane)) for m in (0.0, 1.0)],
+    }
 
 
 def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, split: str, difficulty: str
@@ -114,7 +127,10 @@ def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, spli
             "spacing_xy_mm": [sx, sy],
             "size_hw": list(seq.images.shape[1:]),
             "volume_ml": [_r(v) for v in seq.volumes_ml],
+            "plane": _plane_record(shape, spec.setups[view]),
         }
+    planes = {v: spec.setups[v].anatomy.plane for v in CAMUS_VIEWS}
+    biplane = [biplane_volume_ml(shape, m, planes["4CH"], planes["2CH"]) for m in (0.0, 1.0)]
     video = echonet_video(spec, rng_echo)
     video_dir = root / ECHONET_DIR / "Videos"
     video_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +152,10 @@ def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, spli
             "EDV": edv,
             "ESV": esv,
             "EF": ef,
+            "lv_length_mm": [_r(shape.length(0.0)), _r(shape.length(1.0))],
+            "biplane_EDV": biplane[0],
+            "biplane_ESV": biplane[1],
+            "biplane_EF": 100.0 * (1.0 - biplane[1] / biplane[0]),
             "heart_rate_bpm": spec.cycle.heart_rate_bpm,
             "frame_rate": spec.camus_fps,
             "reversed": spec.camus_reversed,
@@ -160,6 +180,7 @@ def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, spli
             "beats": [{"ed": ed, "es": es} for ed, es in video.beats],
             "traced": {"ed": ed_f, "es": es_f, "es_listed_first": spec.echonet_es_first},
             "tracing_ef": tracing_ef,
+            "plane": _plane_record(shape, spec.setups["ECHONET"]),
             "volume_ml": [_r(v) for v in video.volumes_ml],
         },
         "filelist_row": filelist_row,
@@ -277,7 +298,8 @@ def _write_tables(root: Path, records: list[dict[str, Any]], splits: list[str], 
         "echonet_beats": echonet_beats,
         "difficulty": difficulty,
         "phantom_version": PHANTOM_VERSION,
-        "units": {"EDV": "mL", "ESV": "mL", "EF": "percent", "volume_ml": "mL", "frames": "0-based"},
+        "units": {"EDV": "mL", "ESV": "mL", "EF": "percent", "volume_ml": "mL", "frames": "0-based",
+                  "lv_length_mm": "mm at [ED, ES]", "offset_mm": "mm", "tilt_deg": "degrees"},
         "camus": {r["name"]: r["camus"] for r in records},
         "echonet": {r["echonet_name"]: r["echonet"] for r in records},
     }

@@ -115,7 +115,7 @@ DIFFICULTIES: dict[str, Difficulty] = {
         parallel_loss=(0.15, 0.4), sidelobe_db=(-34.0, -28.0), extra_dropouts=(0, 1), dropout_depth=(0.3, 0.7),
         papillary_prob=0.5, trabeculation=(0.05, 0.2), shadow_prob=0.2, shadow_loss_db=(4.0, 10.0),
         overlay_prob=0.3, tilt_extra_deg=(-3.0, 3.0), myo_texture_scale=(1.0, 1.5),
-        plane_offset_mm=(0.0, 2.0), plane_tilt_deg=(0.0, 4.0),
+        plane_offset_mm=(0.0, 3.0), plane_tilt_deg=(0.0, 7.0),
     ),
     "realistic": Difficulty(
         "realistic", standoff_mm=(10.0, 32.0), depth_factor=(0.8, 1.0), gain_gray=(-60.0, -30.0),
@@ -123,7 +123,7 @@ DIFFICULTIES: dict[str, Difficulty] = {
         parallel_loss=(0.6, 0.92), sidelobe_db=(-28.0, -20.0), extra_dropouts=(2, 5), dropout_depth=(0.6, 0.97),
         papillary_prob=0.8, trabeculation=(0.1, 0.35), shadow_prob=0.4, shadow_loss_db=(6.0, 18.0),
         overlay_prob=0.5, tilt_extra_deg=(-6.0, 6.0), myo_texture_scale=(1.4, 2.2),
-        plane_offset_mm=(0.0, 4.0), plane_tilt_deg=(0.0, 10.0),
+        plane_offset_mm=(0.0, 4.0), plane_tilt_deg=(3.0, 12.0),
     ),
     "hard": Difficulty(
         "hard", standoff_mm=(12.0, 36.0), depth_factor=(0.75, 1.0), gain_gray=(-65.0, -30.0),
@@ -131,7 +131,7 @@ DIFFICULTIES: dict[str, Difficulty] = {
         parallel_loss=(0.7, 0.97), sidelobe_db=(-26.0, -18.0), extra_dropouts=(3, 6), dropout_depth=(0.5, 0.95),
         papillary_prob=0.9, trabeculation=(0.2, 0.5), shadow_prob=0.7, shadow_loss_db=(8.0, 24.0),
         overlay_prob=0.7, tilt_extra_deg=(-9.0, 9.0), myo_texture_scale=(1.6, 2.6),
-        plane_offset_mm=(0.0, 6.0), plane_tilt_deg=(2.0, 14.0),
+        plane_offset_mm=(0.0, 6.0), plane_tilt_deg=(5.0, 17.0),
     ),
 }
 DEFAULT_DIFFICULTY = "realistic"

@@ -194,6 +194,7 @@ def _foreshortened(shape: LVShape, anat: ViewAnatomy, plane: Foreshortening) -> 
     (narrower) annulus chord; the other structures follow the plane through the LV cut they hang on."""
     if plane.neutral:
         return anat
+    plane = shape.keep_annulus(plane)
     w0 = shape.wall_mm
     _, h_axis, _, _ = shape.cut(np.array([shape.length_mm]), 0.0, anat.omega, w0)
     _, h_plane, _, _ = shape.cut(np.array([shape.length_mm]), 0.0, anat.omega, w0, plane=plane)

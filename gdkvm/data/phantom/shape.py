@@ -264,6 +264,22 @@ class LVShape:
             return 0.0
         return float(plane.row_of(0.0, self.length_mm))
 
+    def keep_annulus(self, plane: Foreshortening, share: float = 0.5) -> Foreshortening:
+        """``plane`` with its offset reduced where needed so that it passes the axis within ``share`` of the
+        smaller semi-axis at the end-systolic mitral plane (minus the septal shift): a sonographer keeps the
+        mitral valve in view, so no beat loses the LV from the image. The tilt is kept."""
+        if plane.neutral:
+            return plane
+        z1 = float(self.length(1.0))
+        w1 = plane.row_of(z1, self.length_mm)
+        _, nu = plane.heart(np.array([w1]), self.length_mm)
+        cx, a, b = self.semi_axes(np.array([z1]), 1.0)
+        limit = max(share * min(float(a[0]), float(b[0])) - abs(float(cx[0])), 0.0)
+        nu1 = float(nu[0])
+        if abs(nu1) <= limit:
+            return plane
+        return Foreshortening(offset_mm=math.copysign(limit, nu1) - (nu1 - plane.offset_mm), tilt_deg=plane.tilt_deg)
+
     def cut_apex(self, m: float, omega: float, plane: Foreshortening | None = None, offset: float | None = None
                  ) -> float:
         """Lowest in-plane height where the plane cuts the cavity (``offset`` None) or the surface offset

@@ -69,3 +69,30 @@ def disk_volume(rows: np.ndarray) -> float:
     length = float(np.hypot(rows[0, 2] - rows[0, 0], rows[0, 3] - rows[0, 1]))
     d = np.hypot(rows[1:, 2] - rows[1:, 0], rows[1:, 3] - rows[1:, 1])
     return float(np.pi / 4.0 * np.sum(d * d) * length / len(d))
+
+
+def _disk_chords(left: np.ndarray, right: np.ndarray) -> tuple[float, np.ndarray]:
+    """Long-axis length and the N_DISKS disk diameters of one traced outline (any planar units)."""
+    apex = 0.5 * (left[0] + right[0])
+    axis = 0.5 * (left[-1] + right[-1]) - apex
+    length = float(np.hypot(*axis))
+    axis_dir = axis / length
+    t = (np.arange(N_DISKS) + 0.5) / N_DISKS * length
+    p1 = _wall_at(left, apex, axis_dir, t)
+    p2 = _wall_at(right, apex, axis_dir, t)
+    return length, np.hypot(*(p2 - p1).T)
+
+
+def biplane_volume_ml(shape: LVShape, m: float, plane_4ch: Foreshortening | None = None,
+                      plane_2ch: Foreshortening | None = None) -> float:
+    """Biplane method of disks on the exact cuts of the two apical planes (what a perfect tracer of these
+    two views would report): V = pi/4 * sum(a_i b_i) * L / n_disks, L the longer of the two lengths."""
+    len4, d4 = _disk_chords(*cavity_outline(shape, 0.0, m, plane=plane_4ch))
+    len2, d2 = _disk_chords(*cavity_outline(shape, np.pi / 2, m, plane=plane_2ch))
+    return float(np.pi / 4.0 * np.sum(d4 * d2) * max(len4, len2) / N_DISKS) / 1000.0
+
+
+def long_axis_mm(shape: LVShape, omega: float, m: float, plane: Foreshortening | None = None) -> float:
+    """The LV length a tracer of this view measures: from the apex the plane shows to the midpoint of the
+    mitral annulus, in mm (L(m) for a plane through the axis; shorter when foreshortened)."""
+    return _disk_chords(*cavity_outline(shape, omega, m, plane=plane))[0]
