@@ -9,7 +9,7 @@ GDKVM="${GDKVM:-.venv/bin/gdkvm}"
 PY="${PY:-.venv/bin/python}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 "$GDKVM" prepare synthetic --out "$OUT/synthetic" --patients 60 --seed 1 --workers 2 --difficulty realistic
-"$GDKVM" prepare camus --root "$OUT/synthetic" --out "$OUT/prepared" --size 128
+"$GDKVM" prepare camus --root "$OUT/synthetic/CAMUS_public" --out "$OUT/prepared" --size 128
 "$GDKVM" train --data "$OUT/prepared/camus" --variant full --preset small --augment-profile robust \
   --supervision full --lr 1e-3 --iterations 1000 --batch-size 4 --val-every 250 --ckpt-every 100 --seed 0 \
   --device cpu --out "$OUT/runs" --name phantom-full-small

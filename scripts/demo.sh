@@ -15,8 +15,8 @@ step "phantom: $PATIENTS patients in the CAMUS and EchoNet-Dynamic formats"
 "$GDKVM" prepare synthetic --out "$OUT/synthetic" --patients "$PATIENTS" --seed 0 --workers 2
 
 step "prepare both datasets"
-"$GDKVM" prepare camus --root "$OUT/synthetic" --out "$OUT/prepared" --size "$SIZE"
-"$GDKVM" prepare echonet --root "$OUT/synthetic" --out "$OUT/prepared"
+"$GDKVM" prepare camus --root "$OUT/synthetic/CAMUS_public" --out "$OUT/prepared" --size "$SIZE"
+"$GDKVM" prepare echonet --root "$OUT/synthetic/EchoNet-Dynamic" --out "$OUT/prepared"
 
 # The paper's recipe is lr 1e-4, batch 10, 1500 iterations on a GPU; the demo shortens it for 2 CPU cores
 # (lr 1e-3, batch 4, $ITERS iterations) so the tiny models learn something in minutes.

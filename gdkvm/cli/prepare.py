@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from gdkvm.cli.common import console, progress_callback
+from gdkvm.data.prepare_toolkit import SEARCH_BELOW_FLAG
+from gdkvm.data.store import empty_split_note
 
 if TYPE_CHECKING:
     from gdkvm.data.store import PrepareSummary
@@ -21,7 +23,7 @@ prepare_app = typer.Typer(
     "masks -> clips in data/prepared.\n\n"
     "[bold]Examples[/]\n\n"
     "  gdkvm prepare synthetic --out data/raw/synthetic --patients 20\n\n"
-    "  gdkvm prepare camus --root data/raw/synthetic\n\n"
+    "  gdkvm prepare camus --root data/raw/synthetic/CAMUS_public\n\n"
     "  gdkvm prepare echonet --root /datasets/EchoNet-Dynamic --size 128\n\n"
     "  gdkvm prepare folder --root /datasets/my-echo --size 128",
     rich_markup_mode="rich",
@@ -68,7 +70,13 @@ def _value(option: Enum | None) -> str | None:
 
 RootOpt = Annotated[
     Path,
-    typer.Option("--root", help="The dataset folder, or a folder that contains it.", show_default=False),
+    typer.Option("--root", help="The dataset folder itself (CAMUS: the folder holding database_nifti/; "
+                 "EchoNet-Dynamic: the one holding FileList.csv). See --search-below.", show_default=False),
+]
+SearchBelowOpt = Annotated[
+    bool,
+    typer.Option(SEARCH_BELOW_FLAG, help="When --root is not the dataset folder, look for it up to two levels "
+                 "below --root (exactly one must be found); the folder used is printed and recorded."),
 ]
 OutOpt = Annotated[
     Path, typer.Option("--out", help="Prepared-store folder; the dataset goes in OUT/<dataset>/.")
@@ -106,7 +114,8 @@ StrictOpt = Annotated[
 
 
 def _print_summary(summary: PrepareSummary) -> None:
-    """Counts per split, skipped bad cases with reasons, notes, and where the store is."""
+    """Counts per split, skipped bad cases with reasons, notes, a warning per
+    empty split, and where the store is."""
     if summary.up_to_date:
         console.print(
             f"[green]up to date[/]: {escape(str(summary.out_dir))} already holds these inputs with these options; "
@@ -133,9 +142,20 @@ def _print_summary(summary: PrepareSummary) -> None:
             console.print(
                 f"  ... and {len(summary.bad_cases) - MAX_BAD_SHOWN} more (all listed in store.json)"
             )
+    empty = {empty_split_note(s) for s in summary.empty_splits}
     for note in summary.notes:
-        console.print(f"note: {note}", soft_wrap=True, markup=False)
+        if note not in empty:
+            console.print(f"note: {note}", soft_wrap=True, markup=False)
+    for split in summary.empty_splits:
+        console.print(f"[yellow]warning:[/] split '{split}' has 0 cases (noted in store.json); check that "
+                      f"--root is the dataset you meant", soft_wrap=True)
     console.print(f"store: {summary.out_dir}  ({summary.elapsed_s:.1f} s)", soft_wrap=True, markup=False)
+
+
+def _print_source(dataset: str, root: Path, folder: Path) -> None:
+    """The line naming the dataset folder a preparer reads (and that ``--search-below`` found it)."""
+    found = f"  (found below {root} by {SEARCH_BELOW_FLAG})" if folder != root.expanduser().resolve() else ""
+    console.print(f"reading {dataset}: {folder}{found}", soft_wrap=True, markup=False)
 
 
 def _print_next(out: Path) -> None:
@@ -183,8 +203,8 @@ def synthetic(
     table.add_row("difficulty", difficulty)
     console.print(table)
     console.print("next:")
-    console.print(f"  gdkvm prepare camus --root {result.root}", soft_wrap=True, markup=False)
-    console.print(f"  gdkvm prepare echonet --root {result.root}", soft_wrap=True, markup=False)
+    console.print(f"  gdkvm prepare camus --root {result.camus_root}", soft_wrap=True, markup=False)
+    console.print(f"  gdkvm prepare echonet --root {result.echonet_root}", soft_wrap=True, markup=False)
 
 
 @prepare_app.command("camus")
@@ -209,20 +229,24 @@ def camus(
     ] = None,
     frames: ProtocolFramesOpt = None,
     strict: StrictOpt = False,
+    search_below: SearchBelowOpt = False,
 ) -> None:
     """Prepare CAMUS: 10 frames ED -> ES per view, resized, with masks on every frame.
 
     [bold]Examples[/]
 
       gdkvm prepare camus --root data/raw/CAMUS_public
-      gdkvm prepare camus --root data/raw --labels all --split memsam --out data/prepared
-      gdkvm prepare camus --root data/raw --protocol gdkvm
+      gdkvm prepare camus --root data/raw/CAMUS_public --labels all --split memsam --out data/prepared
+      gdkvm prepare camus --root data/raw --search-below --protocol gdkvm
     """
+    from gdkvm.data.camus import find_camus_root
     from gdkvm.data.prepare_camus import prepare_camus
 
+    folder = find_camus_root(root, search_below=search_below)
+    _print_source("CAMUS", root, folder)
     with progress_callback("camus") as update:
         summary = prepare_camus(
-            root,
+            folder,
             out,
             protocol=_value(protocol),
             size=size,
@@ -285,21 +309,25 @@ def echonet(
         ),
     ] = None,
     strict: StrictOpt = False,
+    search_below: SearchBelowOpt = False,
 ) -> None:
     """Prepare EchoNet-Dynamic: 10 frames from the traced ED to ES, masks at the first and last frame.
 
     [bold]Examples[/]
 
       gdkvm prepare echonet --root data/raw/EchoNet-Dynamic
-      gdkvm prepare echonet --root data/raw --size 256 --clip earlier-later --tracing-rows exact --strict
-      gdkvm prepare echonet --root data/raw --protocol gdkvm
-      gdkvm prepare echonet --root data/raw --protocol memsam --size 128
+      gdkvm prepare echonet --root data/raw/EchoNet-Dynamic --size 256 --clip earlier-later --tracing-rows exact
+      gdkvm prepare echonet --root data/raw/EchoNet-Dynamic --protocol gdkvm
+      gdkvm prepare echonet --root data/raw --search-below --protocol memsam --size 128
     """
+    from gdkvm.data.echonet import find_echonet_root
     from gdkvm.data.prepare_echonet import prepare_echonet
 
+    folder = find_echonet_root(root, search_below=search_below)
+    _print_source("EchoNet-Dynamic", root, folder)
     with progress_callback("echonet") as update:
         summary = prepare_echonet(
-            root,
+            folder,
             out,
             protocol=_value(protocol),
             size=size,
@@ -354,6 +382,8 @@ def folder(
     """
     from gdkvm.data.prepare_folder import prepare_folder
 
+    if root.is_dir():
+        _print_source("folder", root, root.expanduser().resolve())
     with progress_callback("folder") as update:
         summary = prepare_folder(
             root,

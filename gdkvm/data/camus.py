@@ -37,23 +37,23 @@ _PATIENT_RE = re.compile(r"^patient(\d+)$")
 LabelSet = Literal["lv", "all"]
 
 
-def find_camus_root(root: str | Path) -> Path:
-    """Return the CAMUS dataset folder: ``root`` itself, or a folder below it holding ``database_nifti/``.
+def is_camus_folder(folder: Path) -> bool:
+    """True when ``folder`` is a CAMUS dataset folder (it holds ``database_nifti/``)."""
+    return (folder / "database_nifti").is_dir()
 
-    Looks at ``root``, ``root/CAMUS_public`` and then up to two levels of sub-folders.
+
+def find_camus_root(root: str | Path, *, search_below: bool = False) -> Path:
+    """The CAMUS dataset folder ``root`` (absolute, resolved): the folder holding ``database_nifti/``.
+
+    With ``search_below`` a single CAMUS folder up to two levels below ``root`` is taken when ``root`` is
+    not one. Otherwise (or when none or several are found) a one-line :class:`DataError` says what was
+    expected (see :func:`gdkvm.data.prepare_toolkit.find_dataset_folder`).
     """
-    root = Path(root)
-    if not root.exists():
-        raise DataError(root, "folder not found")
-    if not root.is_dir():
-        raise DataError(root, "not a folder")
-    candidates = [root, root / CAMUS_DIRNAME]
-    candidates += sorted(p for p in root.glob("*") if p.is_dir())
-    candidates += sorted(p for p in root.glob("*/*") if p.is_dir())
-    for cand in candidates:
-        if (cand / "database_nifti").is_dir():
-            return cand
-    raise DataError(root, f"no CAMUS dataset found (expected {CAMUS_DIRNAME}/database_nifti/ in or below it)")
+    from gdkvm.data.prepare_toolkit import find_dataset_folder
+
+    return find_dataset_folder(root, is_dataset=is_camus_folder, dataset="CAMUS",
+                               expected="database_nifti/", usual_name=CAMUS_DIRNAME,
+                               search_below=search_below)
 
 
 def patient_number(name: str) -> int:

@@ -65,25 +65,23 @@ def _check_tracing_rows(tracing_rows: str) -> None:
         raise ValueError(f"unknown tracing_rows {tracing_rows!r}; valid: {', '.join(TRACING_ROWS)}")
 
 
-def find_echonet_root(root: str | Path) -> Path:
-    """Return the EchoNet folder: ``root`` itself, or a folder below it holding ``FileList.csv``.
+def is_echonet_folder(folder: Path) -> bool:
+    """True when ``folder`` is an EchoNet-Dynamic dataset folder (it holds ``FileList.csv``)."""
+    return (folder / "FileList.csv").is_file()
 
-    Looks at ``root``, ``root/EchoNet-Dynamic`` and then up to two levels of sub-folders.
+
+def find_echonet_root(root: str | Path, *, search_below: bool = False) -> Path:
+    """The EchoNet-Dynamic folder ``root`` (absolute, resolved): the folder holding ``FileList.csv``.
+
+    With ``search_below`` a single EchoNet folder up to two levels below ``root`` is taken when ``root`` is
+    not one. Otherwise (or when none or several are found) a one-line :class:`DataError` says what was
+    expected (see :func:`gdkvm.data.prepare_toolkit.find_dataset_folder`).
     """
-    root = Path(root)
-    if not root.exists():
-        raise DataError(root, "folder not found")
-    if not root.is_dir():
-        raise DataError(root, "not a folder")
-    candidates = [root, root / ECHONET_DIRNAME]
-    candidates += sorted(p for p in root.glob("*") if p.is_dir())
-    candidates += sorted(p for p in root.glob("*/*") if p.is_dir())
-    for cand in candidates:
-        if (cand / "FileList.csv").is_file():
-            return cand
-    raise DataError(
-        root, f"no EchoNet-Dynamic dataset found (expected {ECHONET_DIRNAME}/FileList.csv in or below it)"
-    )
+    from gdkvm.data.prepare_toolkit import find_dataset_folder
+
+    return find_dataset_folder(root, is_dataset=is_echonet_folder, dataset="EchoNet-Dynamic",
+                               expected="FileList.csv", usual_name=ECHONET_DIRNAME,
+                               search_below=search_below)
 
 
 def _read_csv_as_text(path: Path) -> pd.DataFrame:

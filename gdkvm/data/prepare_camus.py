@@ -13,6 +13,16 @@ import numpy as np
 
 from gdkvm.data import camus
 from gdkvm.data.prepare_echonet import protocol_note, resolve_protocol
+from gdkvm.data.prepare_toolkit import (
+    bad_case,
+    check_common_options,
+    check_up_to_date,
+    first_names,
+    format_indices,
+    is_phantom_root,
+    optional_float,
+    resize_frame,
+)
 from gdkvm.data.sampling import sample_indices
 from gdkvm.data.store import (
     CAMUS_VOLUME_METHOD,
@@ -21,14 +31,6 @@ from gdkvm.data.store import (
     PrepareSummary,
     Progress,
     StoreClip,
-    _bad_case,
-    _check_common,
-    _first_names,
-    _fmt_indices,
-    _opt_float,
-    _resize,
-    _up_to_date,
-    is_phantom_root,
     write_store,
 )
 from gdkvm.errors import DataError, unknown_name
@@ -64,7 +66,7 @@ class CamusPrepareOptions:
 
 
 def _check_camus_options(opts: CamusPrepareOptions) -> None:
-    _check_common(opts.size, opts.sampling, opts.frames)
+    check_common_options(opts.size, opts.sampling, opts.frames)
     if opts.labels not in ("lv", "all"):
         raise unknown_name("label set", str(opts.labels), ("lv", "all"))
     if opts.split not in ("official", "memsam"):
@@ -87,8 +89,8 @@ def _camus_clip(
             raise DataError(case.files.gt, f"empty LV mask at frame {frame}")
     masks = camus.select_labels(labels, opts.labels)
     size = opts.size
-    images = np.stack([_resize(case.images[i], size, nearest=False) for i in oriented])
-    masks = np.stack([_resize(m, size, nearest=True) for m in masks])
+    images = np.stack([resize_frame(case.images[i], size, nearest=False) for i in oriented])
+    masks = np.stack([resize_frame(m, size, nearest=True) for m in masks])
     for pos, frame in enumerate(source.tolist()):
         if not (masks[pos] == camus.LV_LABEL).any():
             raise DataError(case.files.gt, f"LV mask at frame {frame} vanishes when resized to {size}")
@@ -99,7 +101,7 @@ def _camus_clip(
         "patient": case.patient,
         "view": case.view,
         "source": "camus",
-        "frame_indices": _fmt_indices(source),
+        "frame_indices": format_indices(source),
         "n_source_frames": case.n_frames,
         "ed_index": info.ed - 1,
         "es_index": info.es - 1,
@@ -109,11 +111,11 @@ def _camus_clip(
         "spacing_row_mm": case.spacing[0] * height / size,
         "spacing_col_mm": case.spacing[1] * width / size,
         "spacing_unit": "mm",
-        "ef": _opt_float(info.ef),
-        "edv": _opt_float(info.edv),
-        "esv": _opt_float(info.esv),
+        "ef": optional_float(info.ef),
+        "edv": optional_float(info.edv),
+        "esv": optional_float(info.esv),
         "image_quality": info.image_quality or "",
-        "fps": _opt_float(info.frame_rate),
+        "fps": optional_float(info.frame_rate),
         "gt_edv": math.nan,
         "gt_esv": math.nan,
         "gt_ef": math.nan,
@@ -156,7 +158,7 @@ def _reference_source_notes(sources: list[tuple[str, str]]) -> list[str]:
     ):
         cases = [case_id for case_id, source in sources if source.startswith(kind)]
         if cases:
-            notes.append(f"{len(cases)} case(s): {text}: {_first_names(cases)}")
+            notes.append(f"{len(cases)} case(s): {text}: {first_names(cases)}")
     return notes
 
 
@@ -221,6 +223,7 @@ def prepare_camus(
     frames: int | None = None,
     strict: bool = False,
     progress: Progress | None = None,
+    search_below: bool = False,
 ) -> PrepareSummary:
     """Build ``out/camus/{train,val,test}`` from a CAMUS NIfTI release.
 
@@ -228,7 +231,10 @@ def prepare_camus(
     inclusive (``sampling`` rule), images are resized bilinear and masks nearest to ``size`` x ``size``;
     every clip position is labelled. Spacing is carried as (sy, sx) * old_size / size.
 
-    ``root`` is the ``CAMUS_public`` folder or a folder containing it. Bad cases are skipped and listed
+    ``root`` is the CAMUS dataset folder (the one holding ``database_nifti/``, e.g. ``CAMUS_public``);
+    with ``search_below`` a single such folder up to two levels below it is taken instead
+    (:func:`~gdkvm.data.prepare_toolkit.find_dataset_folder`). The folder read is recorded, absolute and
+    resolved, as store.json ``source_root``. Bad cases are skipped and listed
     (``strict=False``) or raise :class:`DataError` with nothing written (``strict=True``).
     ``progress(done, total)`` is called as inputs are hashed and cases are written.
 
@@ -243,7 +249,7 @@ def prepare_camus(
     )
     opts = CamusPrepareOptions(**values, protocol=protocol)
     _check_camus_options(opts)
-    root = camus.find_camus_root(root)
+    root = camus.find_camus_root(root, search_below=search_below)
     base = root.parent
     jobs, global_files, notes, missing = _camus_jobs(root, opts.split)
     notes[:0] = protocol_note(protocol, CAMUS_PROTOCOLS, values, overridden)
@@ -254,12 +260,12 @@ def prepare_camus(
     total = len(inputs) + len(files_of)
     report = progress or (lambda done, total: None)
     options = asdict(opts)
-    hashes, digest, _, existing = _up_to_date("camus", inputs, total, report, options, base, out,
-                                                        strict, start)
+    hashes, digest, _, existing = check_up_to_date("camus", inputs, total, report, options, base, out,
+                                                   strict, start, source_root=root)
     if existing is not None:
         return existing
 
-    bad: list[BadCase] = [_bad_case(e, base) for e in missing]
+    bad: list[BadCase] = [bad_case(e, base) for e in missing]
 
     def clips() -> Iterator[StoreClip]:
         done = len(inputs)
@@ -276,7 +282,7 @@ def prepare_camus(
                 except DataError as e:
                     if strict:
                         raise
-                    bad.append(_bad_case(e, base))
+                    bad.append(bad_case(e, base))
                 done += 1
                 report(done, total)
             volumes, sources = _camus_biplane(root, cases)
@@ -289,7 +295,7 @@ def prepare_camus(
 
     summary = write_store(out, "camus", clips(), frames=opts.frames, size=opts.size, source=root.name,
                           options=options, inputs_sha256=digest, bad_cases=bad, notes=notes,
-                          phantom=is_phantom_root(root))
+                          phantom=is_phantom_root(root), source_root=root)
     summary.elapsed_s = time.perf_counter() - start
     return summary
 

@@ -12,19 +12,21 @@ from typing import Any, Literal
 import numpy as np
 
 from gdkvm.data import echonet
+from gdkvm.data.prepare_toolkit import (
+    bad_case,
+    check_common_options,
+    check_up_to_date,
+    first_names,
+    format_indices,
+    is_phantom_root,
+    resize_frame,
+)
 from gdkvm.data.store import (
     ECHONET_VOLUME_METHOD,
     BadCase,
     PrepareSummary,
     Progress,
     StoreClip,
-    _bad_case,
-    _check_common,
-    _first_names,
-    _fmt_indices,
-    _resize,
-    _up_to_date,
-    is_phantom_root,
     write_store,
 )
 from gdkvm.errors import DataError, unknown_name
@@ -114,7 +116,7 @@ class EchonetPrepareOptions:
 
 
 def _check_echonet_options(opts: EchonetPrepareOptions) -> None:
-    _check_common(opts.size, opts.sampling, opts.frames)
+    check_common_options(opts.size, opts.sampling, opts.frames)
     if opts.gray not in echonet.GRAY_MODES:
         raise unknown_name("grey conversion", str(opts.gray), echonet.GRAY_MODES)
     if opts.clip not in echonet.CLIP_FORMS:
@@ -134,10 +136,10 @@ def _echonet_clip(
     indices, ed_first = echonet.clip_indices(case, opts.frames, opts.sampling, opts.clip)
     first_mask, last_mask = (case.ed_mask, case.es_mask) if ed_first else (case.es_mask, case.ed_mask)
     size = opts.size
-    images = np.stack([_resize(case.video[i], size, nearest=False) for i in indices])
+    images = np.stack([resize_frame(case.video[i], size, nearest=False) for i in indices])
     masks = np.zeros((opts.frames, size, size), dtype=np.uint8)
-    masks[0] = _resize(first_mask, size, nearest=True)
-    masks[-1] = _resize(last_mask, size, nearest=True)
+    masks[0] = resize_frame(first_mask, size, nearest=True)
+    masks[-1] = resize_frame(last_mask, size, nearest=True)
     for pos, frame in ((0, int(indices[0])), (opts.frames - 1, int(indices[-1]))):
         if not masks[pos].any():
             raise DataError(tracings_path, f"{case.case_id}.avi frame {frame}: empty LV mask")
@@ -156,7 +158,7 @@ def _echonet_clip(
         "view": "4CH",
         "source": "echonet",
         "split": info.split,
-        "frame_indices": _fmt_indices(indices),
+        "frame_indices": format_indices(indices),
         "n_source_frames": case.n_frames,
         "ed_index": case.ed_frame,
         "es_index": case.es_frame,
@@ -186,14 +188,14 @@ def _echonet_notes(index: echonet.EchoIndex) -> list[str]:
     if index.orphan_tracings:
         notes.append(
             f"{len(index.orphan_tracings)} tracing(s) without a FileList row ignored: "
-            + _first_names(index.orphan_tracings, suffix=".avi")
+            + first_names(index.orphan_tracings, suffix=".avi")
         )
     if index.tracing_rows == "exact":
         if index.skipped_rows:
             notes.append(
                 f"{len(index.skipped_rows)} video(s) skipped by tracing_rows='exact' (MemSAM): a traced "
                 "frame without exactly 21 rows (store.json skipped_tracing_rows): "
-                + _first_names(index.skipped_rows, suffix=".avi")
+                + first_names(index.skipped_rows, suffix=".avi")
             )
         return notes
     used = {
@@ -230,6 +232,7 @@ def prepare_echonet(
     gray: Literal["channel", "luma"] | None = None,
     strict: bool = False,
     progress: Progress | None = None,
+    search_below: bool = False,
 ) -> PrepareSummary:
     """Build ``out/echonet/{train,val,test}`` from EchoNet-Dynamic (splits from FileList ``Split``).
 
@@ -240,6 +243,11 @@ def prepare_echonet(
     (:class:`EchonetPrepareOptions`). Untraced videos, tracings without a FileList row and videos
     skipped by ``tracing_rows='exact'`` are skipped and listed (never fatal); bad cases are skipped and
     listed, or fatal with ``strict=True``.
+
+    ``root`` is the EchoNet-Dynamic folder (the one holding ``FileList.csv``); with ``search_below`` a
+    single such folder up to two levels below it is taken instead
+    (:func:`~gdkvm.data.prepare_toolkit.find_dataset_folder`). The folder read is recorded, absolute and
+    resolved, as store.json ``source_root``.
 
     ``protocol`` (``'gdkvm'`` or ``'memsam'``, :data:`ECHONET_PROTOCOLS`) sets clip order, sampling,
     size, frames, grey conversion and tracing rows as that source does; an option given explicitly (not
@@ -254,19 +262,19 @@ def prepare_echonet(
     )
     opts = EchonetPrepareOptions(**values, protocol=protocol)
     _check_echonet_options(opts)
-    root = echonet.find_echonet_root(root)
+    root = echonet.find_echonet_root(root, search_below=search_below)
     base = root.parent
     index = echonet.index_echonet(root, opts.tracing_rows)
     if strict and index.problems:
         raise index.problems[0]
-    bad: list[BadCase] = [_bad_case(e, base) for e in index.problems]
+    bad: list[BadCase] = [bad_case(e, base) for e in index.problems]
     notes = protocol_note(protocol, ECHONET_PROTOCOLS, values, overridden) + _echonet_notes(index)
     inputs = [root / "FileList.csv", root / "VolumeTracings.csv"] + [e.video_path for e in index.entries]
     total = len(inputs) + len(index.entries)
     report = progress or (lambda done, total: None)
     options = asdict(opts)
-    hashes, digest, _, existing = _up_to_date("echonet", inputs, total, report, options, base, out,
-                                                        strict, start)
+    hashes, digest, _, existing = check_up_to_date("echonet", inputs, total, report, options, base, out,
+                                                   strict, start, source_root=root)
     if existing is not None:
         return existing
 
@@ -280,7 +288,7 @@ def prepare_echonet(
             except DataError as e:
                 if strict:
                     raise
-                bad.append(_bad_case(e, base))
+                bad.append(bad_case(e, base))
             else:
                 row["source_sha256"] = hashes[entry.video_path]
                 yield StoreClip(entry.info.split, images, masks, labeled, row)
@@ -288,7 +296,7 @@ def prepare_echonet(
 
     summary = write_store(out, "echonet", clips(), frames=opts.frames, size=opts.size, source=root.name,
                           options=options, inputs_sha256=digest, bad_cases=bad, untraced=index.untraced,
-                          notes=notes, phantom=is_phantom_root(root),
+                          notes=notes, phantom=is_phantom_root(root), source_root=root,
                           extra={"orphan_tracings": index.orphan_tracings,
                                  "skipped_tracing_rows": index.skipped_rows})
     summary.elapsed_s = time.perf_counter() - start

@@ -27,6 +27,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gdkvm.data.prepare_toolkit import (
+    bad_case,
+    check_common_options,
+    check_up_to_date,
+    first_names,
+    format_indices,
+    is_phantom_root,
+    relative_path,
+    resize_frame,
+)
 from gdkvm.data.sampling import sample_indices
 from gdkvm.data.store import (
     SPLITS,
@@ -34,14 +44,6 @@ from gdkvm.data.store import (
     PrepareSummary,
     Progress,
     StoreClip,
-    _bad_case,
-    _check_common,
-    _first_names,
-    _fmt_indices,
-    _relative,
-    _resize,
-    _up_to_date,
-    is_phantom_root,
     write_store,
 )
 from gdkvm.errors import ConfigError, DataError
@@ -143,7 +145,7 @@ def _list_cases(root: Path) -> tuple[dict[str, _Case], dict[str, DataError], lis
             good[name] = case
     notes = []
     if ignored:
-        notes.append(f"{len(ignored)} file(s) with an unsupported name ignored: {_first_names(ignored)}")
+        notes.append(f"{len(ignored)} file(s) with an unsupported name ignored: {first_names(ignored)}")
     return good, problems, notes
 
 
@@ -333,13 +335,13 @@ def _folder_clip(
     first, last = min(found), max(found)
     indices = sample_indices(first, last, opts.frames, opts.sampling)
     size = opts.size
-    images = np.stack([_resize(rec.frames[i], size, nearest=False) for i in indices])
+    images = np.stack([resize_frame(rec.frames[i], size, nearest=False) for i in indices])
     masks = np.zeros((opts.frames, size, size), dtype=np.uint8)
     labeled = np.zeros(opts.frames, dtype=bool)
     for pos, frame in enumerate(indices.tolist()):
         if frame in found:
             mask, path = found[frame]
-            masks[pos] = _resize(mask, size, nearest=True)
+            masks[pos] = resize_frame(mask, size, nearest=True)
             labeled[pos] = True
             if not masks[pos].any():
                 raise DataError(path, f"LV mask at frame {frame} vanishes when resized to {size}")
@@ -361,7 +363,7 @@ def _folder_clip(
         "patient": case.name,
         "view": meta.get("view", ""),
         "source": source,
-        "frame_indices": _fmt_indices(indices),
+        "frame_indices": format_indices(indices),
         "n_source_frames": n_frames,
         "ed_index": ed_frame,
         "es_index": es_frame,
@@ -385,7 +387,7 @@ def _folder_clip(
 
 
 def _check_folder_options(opts: FolderPrepareOptions) -> None:
-    _check_common(opts.size, opts.sampling, opts.frames)
+    check_common_options(opts.size, opts.sampling, opts.frames)
     if isinstance(opts.seed, bool) or not isinstance(opts.seed, int):
         raise ConfigError(f"seed must be an integer, got {opts.seed!r}")
     if not isinstance(opts.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", opts.name):
@@ -435,7 +437,7 @@ def prepare_folder(
                      for c in listed if c not in cases and c not in layout]
         unlisted = sorted(set(cases) - set(listed))
         if unlisted:
-            notes.append(f"{len(unlisted)} case(s) not in splits.csv ignored: {_first_names(unlisted)}")
+            notes.append(f"{len(unlisted)} case(s) not in splits.csv ignored: {first_names(unlisted)}")
         split_source = "splits.csv"
     else:
         split_of = seeded_split(list(cases), opts.seed)
@@ -445,7 +447,7 @@ def prepare_folder(
     meta = _read_meta(meta_path) if meta_path.is_file() else {}
     unknown_meta = sorted(set(meta) - set(cases) - set(layout))
     if unknown_meta:
-        notes.append(f"{len(unknown_meta)} meta.csv row(s) for no case ignored: {_first_names(unknown_meta)}")
+        notes.append(f"{len(unknown_meta)} meta.csv row(s) for no case ignored: {first_names(unknown_meta)}")
     if strict and problems:
         raise problems[0]
     jobs = [(split_of[c], cases[c]) for c in sorted(split_of)]
@@ -454,11 +456,12 @@ def prepare_folder(
     total = len(inputs) + len(jobs)
     report = progress or (lambda done, total: None)
     options = asdict(opts)
-    hashes, digest, _, existing = _up_to_date(opts.name, inputs, total, report, options, root, out, strict, start)
+    hashes, digest, _, existing = check_up_to_date(opts.name, inputs, total, report, options, root, out, strict,
+                                                   start, source_root=root)
     if existing is not None:
         return existing
 
-    bad: list[BadCase] = [_bad_case(e, root) for e in problems]
+    bad: list[BadCase] = [bad_case(e, root) for e in problems]
 
     def clips() -> Iterator[StoreClip]:
         for k, (split, case) in enumerate(jobs, start=1):
@@ -467,7 +470,7 @@ def prepare_folder(
             except DataError as e:
                 if strict:
                     raise
-                bad.append(_bad_case(e, root))
+                bad.append(bad_case(e, root))
             else:
                 mask_hash = _files_digest([hashes[f] for f in case.mask_files])
                 row["source_sha256"] = f"{hashes[case.video]};{mask_hash}"
@@ -476,11 +479,10 @@ def prepare_folder(
 
     summary = write_store(
         out, opts.name, clips(), frames=opts.frames, size=opts.size, source=root.name, options=options,
-        inputs_sha256=digest, bad_cases=bad, notes=notes, phantom=is_phantom_root(root),
+        inputs_sha256=digest, bad_cases=bad, notes=notes, phantom=is_phantom_root(root), source_root=root,
         extra={
-            "source_root": str(root),
             "split_source": split_source,
-            "input_files": {_relative(p, root): h for p, h in sorted(hashes.items())},
+            "input_files": {relative_path(p, root): h for p, h in sorted(hashes.items())},
         },
     )
     summary.elapsed_s = time.perf_counter() - start

@@ -13,7 +13,7 @@ describes every array, manifest column and store.json field. The dataset folder 
 atomically; re-running a preparer with the same inputs and options leaves it untouched.
 
 The preparers live in :mod:`gdkvm.data.prepare_camus`, :mod:`gdkvm.data.prepare_echonet` and
-:mod:`gdkvm.data.prepare_folder`; ``prepare_camus``, ``prepare_echonet``, ``prepare_folder`` and their
+:mod:`gdkvm.data.prepare_folder`, and the steps they share in :mod:`gdkvm.data.prepare_toolkit`; ``prepare_camus``, ``prepare_echonet``, ``prepare_folder`` and their
 option classes can still be imported from here.
 
 Manifest volumes: ``ef``/``edv``/``esv`` are the dataset's own reference values (CAMUS cfg ``EF``, plus
@@ -30,14 +30,11 @@ last labelled masks (mL with a known spacing, else pixel^3).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +43,7 @@ import numpy as np
 import pandas as pd
 
 from gdkvm import __version__
-from gdkvm.data.sampling import SAMPLING_RULES
-from gdkvm.errors import ConfigError, DataError, unknown_name
+from gdkvm.errors import ConfigError, DataError
 from gdkvm.utils.atomic import atomic_dir, sha256_file
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -124,33 +120,35 @@ class PrepareSummary:
     notes: list[str] = field(default_factory=list)
     up_to_date: bool = False
     elapsed_s: float = 0.0
+    #: The dataset folder that was read (absolute, resolved), as recorded in store.json ``source_root``.
+    source_root: Path | None = None
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def empty_splits(self) -> list[str]:
+        """The splits that hold no case (each has a store.json note, :func:`empty_split_note`)."""
+        return [s for s in SPLITS if not self.counts.get(s)]
 
-def _check_common(size: int, sampling: str, frames: int) -> None:
+
+def check_size_frames(size: int, frames: int) -> None:
+    """Check a store's clip geometry: ``size`` an integer in 16..4096, ``frames`` an integer >= 2
+    (:class:`ConfigError` otherwise)."""
     if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096:
         raise ConfigError(f"size must be an integer in 16..4096, got {size!r}")
-    if sampling not in SAMPLING_RULES:
-        raise unknown_name("sampling rule", str(sampling), SAMPLING_RULES)
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
         raise ConfigError(f"frames must be an integer >= 2, got {frames!r}")
 
 
+def empty_split_note(split: str) -> str:
+    """The store.json note recorded for a split that received no case."""
+    return f"split '{split}' has 0 cases"
+
+
 # ----------------------------------------------------------------------------------------------
 # writing
-
-
-def _resize(frame: np.ndarray, size: int, nearest: bool) -> np.ndarray:
-    """(H, W) uint8 -> (size, size) uint8; bilinear for images, nearest for label maps."""
-    import cv2
-
-    if frame.shape == (size, size):
-        return frame.copy()
-    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    return cv2.resize(frame, (size, size), interpolation=interpolation)
 
 
 def _write_npy_from_raw(raw: Path, target: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -224,38 +222,6 @@ def _remove_created_dirs_on_error(path: Path) -> Iterator[None]:
         raise
 
 
-def _relative(path: Path, base: Path) -> str:
-    """``path`` relative to ``base`` (posix) when below it, else as given."""
-    try:
-        return Path(os.path.abspath(path)).relative_to(os.path.abspath(base)).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _bad_case(error: DataError, base: Path) -> BadCase:
-    file = _relative(error.path, base) if error.path is not None else ""
-    return BadCase(file=file, problem=error.problem)
-
-
-def _hash_files(paths: list[Path], progress: Callable[[int], None]) -> dict[Path, str]:
-    """SHA-256 of each file (``'missing'`` for absent ones), hashed on a few threads."""
-
-    def one(path: Path) -> str:
-        return sha256_file(path) if path.is_file() else "missing"
-
-    hashes: dict[Path, str] = {}
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for k, (path, digest) in enumerate(zip(paths, pool.map(one, paths), strict=True), start=1):
-            hashes[path] = digest
-            progress(k)
-    return hashes
-
-
-def _inputs_digest(hashes: dict[Path, str], base: Path) -> str:
-    listing = sorted([_relative(p, base), h] for p, h in hashes.items())
-    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-
-
 def _split_file_hashes(dataset_dir: Path) -> dict[str, str]:
     return {f"{s}/{name}": sha256_file(dataset_dir / s / name) for s in SPLITS for name in SPLIT_FILES}
 
@@ -294,35 +260,6 @@ def verify_store(dataset_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _existing_summary(
-    dataset_dir: Path, dataset: str, options: dict[str, Any], inputs: str
-) -> PrepareSummary | None:
-    """The summary of an identical existing store, or None when it must be (re)built."""
-    if not (dataset_dir / STORE_FILE).is_file():
-        return None
-    try:
-        meta = verify_store(dataset_dir)
-    except DataError:
-        return None
-    same = (
-        meta.get("dataset") == dataset
-        and meta.get("options") == options
-        and meta.get("inputs_sha256") == inputs
-        and meta.get("gdkvm_version") == __version__
-    )
-    if not same:
-        return None
-    return PrepareSummary(
-        dataset=dataset,
-        out_dir=dataset_dir,
-        counts={s: int(meta["counts"][s]) for s in SPLITS},
-        bad_cases=[BadCase(**b) for b in meta.get("bad_cases", [])],
-        untraced=len(meta.get("untraced", [])),
-        notes=list(meta.get("notes", [])),
-        up_to_date=True,
-    )
-
-
 def _write_store_json(
     tmp: Path,
     dataset: str,
@@ -335,12 +272,14 @@ def _write_store_json(
     notes: list[str],
     phantom: bool = False,
     extra: dict[str, Any] | None = None,
+    source_root: Path | None = None,
 ) -> None:
     """Write ``store.json`` into the dataset's temporary folder; ``extra``: dataset-specific lists."""
     meta = {
         "format": STORE_FORMAT,
         "dataset": dataset,
         "source": source,
+        **({"source_root": str(source_root)} if source_root is not None else {}),
         "phantom": phantom,
         "gdkvm_version": __version__,
         "options": options,
@@ -353,24 +292,6 @@ def _write_store_json(
         **(extra or {}),
     }
     (tmp / STORE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _up_to_date(
-    dataset: str, inputs: list[Path], total: int, report: Progress, options: dict[str, Any], base: Path,
-    out: str | Path, strict: bool, start: float,
-) -> tuple[dict[Path, str], str, Path, PrepareSummary | None]:
-    """Hash the inputs (progress steps 1..len(inputs) of ``total``) and look for a store built from the same
-    inputs and options. Returns (hashes, inputs digest, dataset folder, the existing summary or None);
-    under ``strict`` a store that has bad cases is rebuilt (so that they raise)."""
-    hashes = _hash_files(inputs, lambda k: report(k, total))
-    digest = _inputs_digest(hashes, base)
-    dataset_dir = Path(out) / dataset
-    existing = _existing_summary(dataset_dir, dataset, options, digest)
-    if existing is not None and not (strict and existing.bad_cases):
-        report(total, total)
-        existing.elapsed_s = time.perf_counter() - start
-        return hashes, digest, dataset_dir, existing
-    return hashes, digest, dataset_dir, None
 
 
 @contextlib.contextmanager
@@ -425,6 +346,7 @@ def write_store(
     notes: list[str] | None = None,
     phantom: bool = False,
     extra: dict[str, Any] | None = None,
+    source_root: str | Path | None = None,
 ) -> PrepareSummary:
     """Write the prepared store ``out/<dataset>/`` (layout and fields: docs/store.md) atomically.
 
@@ -433,7 +355,9 @@ def write_store(
     ``clips`` is exhausted: a generator may append the cases it skips and the notes it makes. Every split
     folder is written (empty arrays where a split has no clip), then ``store.json`` with the SHA-256 of
     each split file; ``options``, ``inputs_sha256`` (digest of the inputs, which decides whether a rerun
-    is up to date), ``source``, ``phantom`` and ``extra`` (more top-level fields) are recorded as given.
+    is up to date), ``source``, ``phantom`` and ``extra`` (more top-level fields) are recorded as given;
+    ``source_root``, the dataset folder read, is recorded absolute and resolved. A split that receives no
+    clip gets a note (:func:`empty_split_note`).
 
     An exception raised while ``clips`` is iterated leaves ``out/<dataset>`` as it was (an existing store
     is kept, partial files and newly created folders are removed) and propagates.
@@ -441,7 +365,8 @@ def write_store(
     """
     if not isinstance(dataset, str) or not _DATASET_NAME.fullmatch(dataset):
         raise ConfigError(f"dataset name must be a plain folder name (letters, digits, _ . -), got {dataset!r}")
-    _check_common(size, SAMPLING_RULES[0], frames)
+    check_size_frames(size, frames)
+    resolved_root = None if source_root is None else Path(source_root).expanduser().resolve()
     dataset_dir = Path(out) / dataset
     counts = dict.fromkeys(SPLITS, 0)
     columns = set(MANIFEST_COLUMNS)
@@ -456,8 +381,9 @@ def write_store(
                 writers[clip.split].add(clip.images, clip.masks, clip.labeled, {**clip.row, "split": clip.split})
                 counts[clip.split] += 1
         bad, untraced_list, note_list = list(bad_cases or []), list(untraced or []), list(notes or [])
+        note_list += [empty_split_note(s) for s in SPLITS if counts[s] == 0]
         _write_store_json(tmp, dataset, source, options, inputs_sha256, counts, bad, untraced_list, note_list,
-                          phantom=phantom, extra=extra)
+                          phantom=phantom, extra=extra, source_root=resolved_root)
     return PrepareSummary(
         dataset=dataset,
         out_dir=dataset_dir,
@@ -465,27 +391,8 @@ def write_store(
         bad_cases=bad,
         untraced=len(untraced_list),
         notes=note_list,
+        source_root=resolved_root,
     )
-
-
-def is_phantom_root(root: Path) -> bool:
-    """True when a raw dataset folder was written by gdkvm's synthetic phantom (its marker files)."""
-    return (root / "README_PHANTOM.txt").is_file() or (root.parent / "phantom_truth.json").is_file()
-
-
-def _fmt_indices(indices: np.ndarray) -> str:
-    return " ".join(str(int(i)) for i in indices)
-
-
-def _opt_float(value: float | None) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def _first_names(names: list[str], limit: int = 5, suffix: str = "") -> str:
-    """The first ``limit`` names (each + ``suffix``), comma-separated, then "(+N more)" for the rest."""
-    shown = ", ".join(f"{n}{suffix}" for n in names[:limit])
-    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
-
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,16 +26,42 @@ def test_prepare_help_lists_subcommands():
     assert result.exit_code == 0 and "--labels" in result.output and "Examples" in result.output
 
 
-def test_prepare_camus_from_parent_folder_and_rerun(tmp_path):
+def test_prepare_camus_and_rerun(tmp_path):
     write_camus_dataset(tmp_path / "raw", patients=5, splits=(3, 1, 1))
     out = tmp_path / "prepared"
-    args = ["prepare", "camus", "--root", str(tmp_path / "raw"), "--out", str(out), "--size", "32"]
+    args = ["prepare", "camus", "--root", str(tmp_path / "raw" / "CAMUS_public"), "--out", str(out), "--size", "32"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "prepared camus" in result.output and "train" in result.output
     assert (out / "camus" / "train" / "images.npy").is_file()
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "up to date" in again.output
+
+
+def test_prepare_echonet_root_must_be_the_dataset_folder(tmp_path):
+    """A parent --root is refused in one line (nothing written); --search-below takes the copy found below,
+    prints and records it, and warns about the splits that came out empty."""
+    copy = write_echonet_dataset(tmp_path / "parent" / "old-copy", [EchoVideoSpec("V1"), EchoVideoSpec("V2")])
+    out = tmp_path / "prepared"
+    base = ["prepare", "echonet", "--root", str(tmp_path / "parent"), "--out", str(out), "--size", "16"]
+    refused = runner.invoke(app, base)
+    assert isinstance(refused.exception, DataError), refused.output
+    message = str(refused.exception)
+    assert "\n" not in message and "expected FileList.csv in it" in message
+    assert f"--root {copy}" in message and "--search-below" in message
+    assert not out.exists()
+    result = runner.invoke(app, base + ["--search-below"])
+    assert result.exit_code == 0, result.output
+    assert f"reading EchoNet-Dynamic: {copy.resolve()}" in result.output and "found below" in result.output
+    for split in ("val", "test"):
+        assert f"warning: split '{split}' has 0 cases" in result.output
+    assert "warning: split 'train'" not in result.output
+    meta = json.loads((out / "echonet" / "store.json").read_text())
+    assert meta["source_root"] == str(copy.resolve()) and meta["counts"]["train"] == 2
+    assert "split 'val' has 0 cases" in meta["notes"] and "split 'test' has 0 cases" in meta["notes"]
+    exact = runner.invoke(app, ["prepare", "echonet", "--root", str(copy), "--out", str(out), "--size", "16"])
+    assert exact.exit_code == 0 and "up to date" in exact.output and "found below" not in exact.output
+    assert f"reading EchoNet-Dynamic: {copy.resolve()}" in exact.output
 
 
 def test_prepare_camus_lists_bad_cases_or_fails_strictly(tmp_path):
@@ -62,7 +88,7 @@ def test_prepare_echonet(tmp_path):
             "prepare",
             "echonet",
             "--root",
-            str(tmp_path / "raw"),
+            str(tmp_path / "raw" / "EchoNet-Dynamic"),
             "--out",
             str(out),
             "--size",
@@ -97,7 +123,7 @@ def test_prepare_echonet_tracing_rows(tmp_path):
     write_echonet_dataset(
         tmp_path / "raw", [EchoVideoSpec("V1"), EchoVideoSpec("V2", repeats_ed=2)], extra_tracings=orphan
     )
-    base = ["prepare", "echonet", "--root", str(tmp_path / "raw"), "--size", "16", "--strict"]
+    base = ["prepare", "echonet", "--root", str(tmp_path / "raw" / "EchoNet-Dynamic"), "--size", "16", "--strict"]
     result = runner.invoke(app, base + ["--out", str(tmp_path / "exact"), "--tracing-rows", "exact"])
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "exact" / "echonet" / "store.json").read_text())
@@ -144,7 +170,7 @@ def test_prepare_synthetic_passes_options(tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     assert calls == {"out": tmp_path / "ph", "patients": 3, "seed": 5, "workers": 1, "difficulty": "realistic"}
-    assert "gdkvm prepare camus --root" in result.output
+    assert f"gdkvm prepare camus --root {tmp_path / 'ph' / 'CAMUS_public'}" in result.output
     result = runner.invoke(app, ["prepare", "synthetic", "--out", str(tmp_path / "e"), "--difficulty", "easy"])
     assert result.exit_code == 0, result.output
     assert calls["difficulty"] == "easy"
@@ -195,11 +221,14 @@ def test_prepare_synthetic_for_real_then_both_datasets(tmp_path):
     result = runner.invoke(app, ["prepare", "synthetic", "--out", str(out), "--patients", "1", "--seed", "2"])
     assert result.exit_code == 0, result.output
     assert (out / "phantom_truth.json").is_file() and (out / "EchoNet-Dynamic" / "FileList.csv").is_file()
-    assert f"gdkvm prepare camus --root {out}" in result.output
+    folders = {"camus": out / "CAMUS_public", "echonet": out / "EchoNet-Dynamic"}
+    assert f"gdkvm prepare camus --root {folders['camus']}" in result.output
+    assert f"gdkvm prepare echonet --root {folders['echonet']}" in result.output
     prepared = tmp_path / "prepared"
     for dataset in ("camus", "echonet"):
         result = runner.invoke(
-            app, ["prepare", dataset, "--root", str(out), "--out", str(prepared), "--size", "32", "--strict"]
+            app, ["prepare", dataset, "--root", str(folders[dataset]), "--out", str(prepared), "--size", "32",
+                  "--strict"]
         )
         assert result.exit_code == 0, result.output
         assert f"prepared {dataset}" in result.output

@@ -76,21 +76,38 @@ def test_cfg_warnings_reach_the_store_notes(tmp_path):
     cfg = root / "database_nifti" / "patient0001" / "Info_4CH.cfg"
     cfg.write_text(cfg.read_text().replace("Age: ", "Age: unknown\nX: ") if "Age: " in cfg.read_text()
                    else cfg.read_text() + "Age: unknown\n")
-    summary = prepare_camus(tmp_path / "raw", tmp_path / "out", size=32, strict=True)
+    summary = prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "out", size=32, strict=True)
     assert not summary.bad_cases
     assert any(n.startswith("patient0001/Info_4CH.cfg: Age: expected an integer") for n in summary.notes)
 
 
-def test_find_root_from_parent_or_itself(tmp_path):
+def test_root_must_be_the_dataset_folder(tmp_path):
     root = write_camus_dataset(tmp_path / "raw", patients=4, splits=(2, 1, 1))
-    assert camus.find_camus_root(root) == root
-    assert camus.find_camus_root(tmp_path / "raw") == root
-    assert camus.find_camus_root(tmp_path) == root
+    assert camus.find_camus_root(root) == root.resolve()
+    # a parent folder is refused in one line that names the folder found below and the flag
+    with pytest.raises(DataError) as err:
+        camus.find_camus_root(tmp_path / "raw")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path / 'raw'}: not a dataset folder of CAMUS")
+    assert "database_nifti/" in message and f"--root {root}" in message and "--search-below" in message
+    # searching below only when asked, two levels at most
+    assert camus.find_camus_root(tmp_path / "raw", search_below=True) == root.resolve()
+    assert camus.find_camus_root(tmp_path, search_below=True) == root.resolve()
     with pytest.raises(DataError, match="folder not found"):
         camus.find_camus_root(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no CAMUS dataset found"):
+    with pytest.raises(DataError, match="no CAMUS dataset found there or up to 2 levels below it"):
+        camus.find_camus_root(tmp_path / "empty", search_below=True)
+    with pytest.raises(DataError, match="no CAMUS dataset found there$"):
         camus.find_camus_root(tmp_path / "empty")
+
+
+def test_search_below_refuses_to_choose_between_two_copies(tmp_path):
+    first = write_camus_dataset(tmp_path / "a", patients=3, splits=(1, 1, 1))
+    second = write_camus_dataset(tmp_path / "b", patients=3, splits=(1, 1, 1))
+    with pytest.raises(DataError, match="2 CAMUS datasets found below it") as err:
+        camus.find_camus_root(tmp_path, search_below=True)
+    assert str(first) in str(err.value) and str(second) in str(err.value)
 
 
 def test_load_case_shapes_spacing_and_labels(tmp_path):

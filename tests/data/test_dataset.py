@@ -16,7 +16,7 @@ from tests.data.fixtures import write_camus_dataset
 def train_split(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("clips")
     write_camus_dataset(tmp / "raw", patients=4, splits=(2, 1, 1))
-    prepare_camus(tmp / "raw", tmp / "out", size=24, labels="all")
+    prepare_camus(tmp / "raw" / "CAMUS_public", tmp / "out", size=24, labels="all")
     return open_store(tmp / "out" / "camus", "train")
 
 

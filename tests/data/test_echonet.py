@@ -20,11 +20,18 @@ HEADER = "FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,Split\n"
 
 def test_find_root(tmp_path):
     root = write_echonet_dataset(tmp_path / "raw", [EchoVideoSpec("V1")])
-    assert echonet.find_echonet_root(root) == root
-    assert echonet.find_echonet_root(tmp_path / "raw") == root
-    assert echonet.find_echonet_root(tmp_path) == root
+    assert echonet.find_echonet_root(root) == root.resolve()
+    with pytest.raises(DataError, match="not a dataset folder of EchoNet-Dynamic .expected FileList.csv") as err:
+        echonet.find_echonet_root(tmp_path)
+    assert f"found below it at {root}" in str(err.value) and "--search-below" in str(err.value)
+    assert echonet.find_echonet_root(tmp_path / "raw", search_below=True) == root.resolve()
+    assert echonet.find_echonet_root(tmp_path, search_below=True) == root.resolve()
     with pytest.raises(DataError, match="no EchoNet-Dynamic dataset found"):
-        echonet.find_echonet_root(root / "Videos")
+        echonet.find_echonet_root(root / "Videos", search_below=True)
+    deep = write_echonet_dataset(tmp_path / "x" / "y" / "z", [EchoVideoSpec("V1")])
+    with pytest.raises(DataError, match="no EchoNet-Dynamic dataset found there or up to 2 levels below it"):
+        echonet.find_echonet_root(tmp_path / "x", search_below=True)
+    assert echonet.find_echonet_root(tmp_path / "x" / "y", search_below=True) == deep.resolve()
 
 
 def test_filelist_rows_validated(tmp_path):

@@ -81,7 +81,7 @@ def _meta(out, dataset):
 def test_prepare_echonet_protocol_builds_the_protocol_store(tmp_path, protocol):
     _echonet_raw(tmp_path)
     out = tmp_path / protocol
-    prepare_echonet(tmp_path / "raw", out, protocol=protocol, strict=True)
+    prepare_echonet(tmp_path / "raw" / "EchoNet-Dynamic", out, protocol=protocol, strict=True)
     meta = _meta(out, "echonet")
     assert meta["options"] == {**DOCUMENTED_ECHONET[protocol], "protocol": protocol}
     assert any(n.startswith(f"protocol '{protocol}': every option") for n in meta["notes"])
@@ -100,7 +100,7 @@ def test_prepare_echonet_protocol_builds_the_protocol_store(tmp_path, protocol):
 def test_prepare_echonet_explicit_option_overrides_and_is_noted(tmp_path):
     _echonet_raw(tmp_path)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["prepare", "echonet", "--root", str(tmp_path / "raw"), "--out", str(out),
+    result = runner.invoke(app, ["prepare", "echonet", "--root", str(tmp_path / "raw" / "EchoNet-Dynamic"), "--out", str(out),
                                  "--protocol", "memsam", "--size", "32", "--clip", "ed-es", "--strict"])
     assert result.exit_code == 0, result.output
     meta = _meta(out, "echonet")
@@ -108,13 +108,13 @@ def test_prepare_echonet_explicit_option_overrides_and_is_noted(tmp_path):
     note = next(n for n in meta["notes"] if n.startswith("protocol 'memsam'"))
     assert "size=32 (protocol: 256)" in note and "clip='ed-es'" in note and "not exactly" in note
     assert open_store(out / "echonet", "train").images.shape[2:] == (32, 32)
-    assert runner.invoke(app, ["prepare", "echonet", "--root", str(tmp_path / "raw"), "--out", str(out),
+    assert runner.invoke(app, ["prepare", "echonet", "--root", str(tmp_path / "raw" / "EchoNet-Dynamic"), "--out", str(out),
                                "--protocol", "cutie"]).exit_code == 2
 
 
 def test_no_protocol_is_recorded_as_none(tmp_path):
     _echonet_raw(tmp_path)
-    prepare_echonet(tmp_path / "raw", tmp_path / "out", size=16)
+    prepare_echonet(tmp_path / "raw" / "EchoNet-Dynamic", tmp_path / "out", size=16)
     meta = _meta(tmp_path / "out", "echonet")
     assert meta["options"] == {**ECHONET_DEFAULTS, "size": 16, "protocol": None}
     assert not any(n.startswith("protocol") for n in meta["notes"])
@@ -123,9 +123,9 @@ def test_no_protocol_is_recorded_as_none(tmp_path):
 @pytest.mark.parametrize("protocol", ["gdkvm", "memsam"])
 def test_prepare_camus_protocol_and_override(tmp_path, protocol):
     write_camus_dataset(tmp_path / "raw", patients=3, splits=(1, 1, 1))
-    prepare_camus(tmp_path / "raw", tmp_path / "a", protocol=protocol, strict=True)
+    prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "a", protocol=protocol, strict=True)
     assert _meta(tmp_path / "a", "camus")["options"] == {**DOCUMENTED_CAMUS[protocol], "protocol": protocol}
-    result = runner.invoke(app, ["prepare", "camus", "--root", str(tmp_path / "raw"), "--out",
+    result = runner.invoke(app, ["prepare", "camus", "--root", str(tmp_path / "raw" / "CAMUS_public"), "--out",
                                  str(tmp_path / "b"), "--protocol", protocol, "--size", "24",
                                  "--sampling", "floor", "--strict"])
     assert result.exit_code == 0, result.output

@@ -33,8 +33,8 @@ SPLIT_OF = {
 @pytest.fixture(scope="module")
 def prepared(phantom, tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared")
-    camus_summary = prepare_camus(phantom.root, out, size=CAMUS_SIZE, strict=True)
-    echonet_summary = prepare_echonet(phantom.root, out, size=ECHO_SIZE, strict=True)
+    camus_summary = prepare_camus(phantom.camus_root, out, size=CAMUS_SIZE, strict=True)
+    echonet_summary = prepare_echonet(phantom.echonet_root, out, size=ECHO_SIZE, strict=True)
     return out, camus_summary, echonet_summary, load_truth(phantom.root)
 
 
@@ -200,7 +200,7 @@ def test_store_records_phantom_provenance(phantom, tmp_path):
 
     from gdkvm.data.store import prepare_echonet
 
-    prepare_echonet(phantom.root, tmp_path / "prep", size=64)
+    prepare_echonet(phantom.echonet_root, tmp_path / "prep", size=64)
     meta = json.loads((tmp_path / "prep" / "echonet" / "store.json").read_text())
     assert meta["phantom"] is True
 
@@ -227,7 +227,7 @@ def test_camus_reference_volumes_come_from_the_ed_es_gt_files(phantom, prepared,
     labels[grown] = 1  # the LV takes over 2 px of the myocardium: a larger EDV in the file only
     nib.save(nib.Nifti1Image(labels, img.affine, img.header), str(ed_gt))
 
-    summary = prepare_camus(raw, tmp_path / "prep", size=CAMUS_SIZE, strict=True)
+    summary = prepare_camus(raw / phantom.camus_root.name, tmp_path / "prep", size=CAMUS_SIZE, strict=True)
     (note,) = [n for n in summary.notes if "ED/ES GT" in n]
     assert note.startswith("1 case(s): ED/ES GT files differ") and "patient0001_2CH" in note
     meta = json.loads((tmp_path / "prep" / "camus" / "store.json").read_text())

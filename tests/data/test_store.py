@@ -1,6 +1,8 @@
 """Prepared store: contents, spacing, idempotence, bad cases (strict and not), verification, reading."""
 
 import json
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -34,7 +36,7 @@ def _listing(folder):
 
 def test_camus_store_contents(tmp_path):
     root = write_camus_dataset(tmp_path / "raw", patients=5, splits=(3, 1, 1), reversed_patients=(2,))
-    summary = prepare_camus(tmp_path / "raw", tmp_path / "out", size=32)
+    summary = prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "out", size=32)
     assert summary.counts == {"train": 6, "val": 2, "test": 2} and not summary.bad_cases
     assert summary.out_dir == tmp_path / "out" / "camus"
     train = open_store(tmp_path / "out" / "camus" / "train")
@@ -80,7 +82,7 @@ def test_camus_store_contents(tmp_path):
 def test_all_labels_and_memsam_split(tmp_path):
     write_camus_dataset(tmp_path / "raw", patients=10, splits=(8, 1, 1))
     summary = prepare_camus(
-        tmp_path / "raw", tmp_path / "out", size=24, labels="all", split="memsam", sampling="rint"
+        tmp_path / "raw" / "CAMUS_public", tmp_path / "out", size=24, labels="all", split="memsam", sampling="rint"
     )
     assert summary.counts == {"train": 14, "val": 2, "test": 4}
     test = open_store(tmp_path / "out" / "camus", "test")
@@ -91,23 +93,47 @@ def test_all_labels_and_memsam_split(tmp_path):
 def test_rerun_is_idempotent_and_options_rebuild(tmp_path):
     write_camus_dataset(tmp_path / "raw", patients=4, splits=(2, 1, 1))
     out = tmp_path / "out"
-    first = prepare_camus(tmp_path / "raw", out, size=24)
+    first = prepare_camus(tmp_path / "raw" / "CAMUS_public", out, size=24)
     before = _tree_hashes(out)
-    again = prepare_camus(tmp_path / "raw", out, size=24)
+    again = prepare_camus(tmp_path / "raw" / "CAMUS_public", out, size=24)
     assert again.up_to_date and not first.up_to_date and again.counts == first.counts
     assert _tree_hashes(out) == before
     # a fresh build into another folder gives the same bytes
-    prepare_camus(tmp_path / "raw", tmp_path / "out2", size=24)
+    prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "out2", size=24)
     assert _tree_hashes(tmp_path / "out2") == before
     # changed options or inputs rebuild
-    assert not prepare_camus(tmp_path / "raw", out, size=16).up_to_date
-    assert not prepare_camus(tmp_path / "raw", out, size=16, sampling="rint").up_to_date
+    assert not prepare_camus(tmp_path / "raw" / "CAMUS_public", out, size=16).up_to_date
+    assert not prepare_camus(tmp_path / "raw" / "CAMUS_public", out, size=16, sampling="rint").up_to_date
     write_camus_case(tmp_path / "raw" / "CAMUS_public", "patient0001", "2CH", CamusCaseSpec(n_frames=9))
-    rebuilt = prepare_camus(tmp_path / "raw", out, size=16, sampling="rint")
+    rebuilt = prepare_camus(tmp_path / "raw" / "CAMUS_public", out, size=16, sampling="rint")
     assert not rebuilt.up_to_date
     row = open_store(out / "camus", "train").manifest.iloc[0]
     assert row["case_id"] == "patient0001_2CH" and row["n_source_frames"] == 9
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_store_records_the_dataset_folder_it_read(tmp_path, monkeypatch):
+    root = write_camus_dataset(tmp_path / "raw", patients=4, splits=(2, 1, 1))
+    monkeypatch.chdir(tmp_path)
+    summary = prepare_camus(Path("raw") / "CAMUS_public", tmp_path / "out", size=16)  # a relative root
+    meta = json.loads((tmp_path / "out" / "camus" / "store.json").read_text())
+    assert meta["source_root"] == str(root.resolve()) and Path(meta["source_root"]).is_absolute()
+    assert summary.source_root == root.resolve()
+    assert prepare_camus(root, tmp_path / "out", size=16).source_root == root.resolve()
+    # the same files read from another folder: the store records the new folder
+    moved = tmp_path / "moved" / "CAMUS_public"
+    shutil.copytree(root, moved)
+    again = prepare_camus(moved, tmp_path / "out", size=16)
+    assert not again.up_to_date and again.counts == summary.counts
+    meta = json.loads((tmp_path / "out" / "camus" / "store.json").read_text())
+    assert meta["source_root"] == str(moved.resolve())
+    assert prepare_camus(moved, tmp_path / "out", size=16).up_to_date
+    # a parent folder is refused unless searching below is asked for
+    with pytest.raises(DataError, match="--search-below"):
+        prepare_camus(tmp_path / "moved", tmp_path / "out2", size=16)
+    assert not (tmp_path / "out2").exists()
+    found = prepare_camus(tmp_path / "moved", tmp_path / "out2", size=16, search_below=True)
+    assert found.source_root == moved.resolve()
 
 
 def _break_inputs(root):
@@ -178,18 +204,18 @@ def test_missing_dataset_and_bad_options(tmp_path):
         prepare_echonet(tmp_path, tmp_path / "out")
     write_camus_dataset(tmp_path / "raw", patients=4, splits=(2, 1, 1))
     with pytest.raises(ConfigError, match="unknown label set 'rv'"):
-        prepare_camus(tmp_path / "raw", tmp_path / "out", labels="rv")
+        prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "out", labels="rv")
     with pytest.raises(ConfigError, match="size"):
-        prepare_camus(tmp_path / "raw", tmp_path / "out", size=3)
+        prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "out", size=3)
     (tmp_path / "raw" / "CAMUS_public" / "database_split" / "subgroup_training.txt").unlink()
     with pytest.raises(DataError, match="subgroup_training.txt: split file not found"):
-        prepare_camus(tmp_path / "raw", tmp_path / "out")
+        prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_verify_store_names_the_changed_file(tmp_path):
     write_camus_dataset(tmp_path / "raw", patients=4, splits=(2, 1, 1))
-    prepare_camus(tmp_path / "raw", tmp_path / "out", size=16)
+    prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "out", size=16)
     masks = tmp_path / "out" / "camus" / "val" / "masks.npy"
     data = bytearray(masks.read_bytes())
     data[-1] ^= 1
@@ -198,7 +224,7 @@ def test_verify_store_names_the_changed_file(tmp_path):
         verify_store(tmp_path / "out" / "camus")
     assert err.value.path == masks
     # a corrupted store is rebuilt, not trusted
-    assert not prepare_camus(tmp_path / "raw", tmp_path / "out", size=16).up_to_date
+    assert not prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "out", size=16).up_to_date
     verify_store(tmp_path / "out" / "camus")
 
 
@@ -206,7 +232,7 @@ def test_open_store_errors(tmp_path):
     with pytest.raises(DataError, match="prepared split folder not found"):
         open_store(tmp_path / "camus" / "train")
     write_camus_dataset(tmp_path / "raw", patients=4, splits=(2, 1, 1))
-    prepare_camus(tmp_path / "raw", tmp_path / "out", size=16)
+    prepare_camus(tmp_path / "raw" / "CAMUS_public", tmp_path / "out", size=16)
     (tmp_path / "out" / "camus" / "test" / "labeled.npy").unlink()
     with pytest.raises(DataError, match="labeled.npy: file not found"):
         open_store(tmp_path / "out" / "camus", "test")
@@ -223,7 +249,7 @@ def test_echonet_store(tmp_path):
         EchoVideoSpec("V3", ed=26, es=4, split="TEST", repeats_ed=2),
     ]
     write_echonet_dataset(tmp_path / "raw", specs, extra_filelist=["UNTRACED,50,20,40,112,112,50,30,TRAIN"])
-    summary = prepare_echonet(tmp_path / "raw", tmp_path / "out", size=64)
+    summary = prepare_echonet(tmp_path / "raw" / "EchoNet-Dynamic", tmp_path / "out", size=64)
     assert summary.counts == {"train": 1, "val": 1, "test": 1} and summary.untraced == 1
     assert any("repeated tracings" in n for n in summary.notes)
     for split, spec in zip(SPLITS, specs, strict=True):
@@ -262,7 +288,7 @@ def test_echonet_earlier_later_and_bad_cases(tmp_path):
         for ln in lines
     ]
     (root / "VolumeTracings.csv").write_text("\n".join(lines) + "\n")
-    summary = prepare_echonet(tmp_path / "raw", tmp_path / "out", size=32, clip="earlier-later")
+    summary = prepare_echonet(tmp_path / "raw" / "EchoNet-Dynamic", tmp_path / "out", size=32, clip="earlier-later")
     assert summary.counts == {"train": 1, "val": 0, "test": 0}
     text = "\n".join(str(b) for b in summary.bad_cases)
     assert "EchoNet-Dynamic/Videos/V2.avi: video does not decode" in text
@@ -270,13 +296,15 @@ def test_echonet_earlier_later_and_bad_cases(tmp_path):
     assert "EchoNet-Dynamic/VolumeTracings.csv: V4.avi frame 20: empty LV mask" in text
     assert "EchoNet-Dynamic/FileList.csv: line" in text and "non-numeric EF 'abc' (V5)" in text
     assert "0X4F8859C8AB4DA9CB" not in text  # a tracing without a FileList row is a note, not a bad case
-    assert summary.notes == ["1 tracing(s) without a FileList row ignored: 0X4F8859C8AB4DA9CB.avi"]
+    assert summary.notes == ["1 tracing(s) without a FileList row ignored: 0X4F8859C8AB4DA9CB.avi",
+                             "split 'val' has 0 cases", "split 'test' has 0 cases"]
+    assert summary.empty_splits == ["val", "test"]
     row = open_store(tmp_path / "out" / "echonet", "train").manifest.iloc[0]
     assert row["phase_first"] == "ES" and row["frame_indices"].split()[0] == "6"
     empty = open_store(tmp_path / "out" / "echonet", "val")
     assert empty.images.shape == (0, 10, 32, 32) and empty.labeled.shape == (0, 10)
     with pytest.raises(DataError):
-        prepare_echonet(tmp_path / "raw", tmp_path / "out2", size=32, strict=True)
+        prepare_echonet(tmp_path / "raw" / "EchoNet-Dynamic", tmp_path / "out2", size=32, strict=True)
     assert not (tmp_path / "out2").exists()
 
 
@@ -292,15 +320,16 @@ def test_echonet_orphan_tracing_is_a_note_even_when_strict(tmp_path):
         ORPHAN, 7, [[56, 20, 56, 90]] + [[50, 20 + k, 62, 20 + k] for k in range(20)]
     )
     write_echonet_dataset(tmp_path / "raw", [EchoVideoSpec("V1")], extra_tracings=orphan)
-    summary = prepare_echonet(tmp_path / "raw", tmp_path / "out", size=32, strict=True)
+    summary = prepare_echonet(tmp_path / "raw" / "EchoNet-Dynamic", tmp_path / "out", size=32, strict=True)
     assert summary.counts == {"train": 1, "val": 0, "test": 0} and summary.bad_cases == []
-    note = f"1 tracing(s) without a FileList row ignored: {ORPHAN}.avi"
-    assert summary.notes == [note]
+    notes = [f"1 tracing(s) without a FileList row ignored: {ORPHAN}.avi", "split 'val' has 0 cases",
+             "split 'test' has 0 cases"]
+    assert summary.notes == notes
     meta = json.loads((tmp_path / "out" / "echonet" / "store.json").read_text())
-    assert meta["orphan_tracings"] == [ORPHAN] and meta["notes"] == [note] and meta["bad_cases"] == []
+    assert meta["orphan_tracings"] == [ORPHAN] and meta["notes"] == notes and meta["bad_cases"] == []
     assert meta["skipped_tracing_rows"] == [] and meta["options"]["tracing_rows"] == "first"
-    again = prepare_echonet(tmp_path / "raw", tmp_path / "out", size=32, strict=True)
-    assert again.up_to_date and again.notes == [note]
+    again = prepare_echonet(tmp_path / "raw" / "EchoNet-Dynamic", tmp_path / "out", size=32, strict=True)
+    assert again.up_to_date and again.notes == notes
 
 
 def _echonet_quirky(parent):
@@ -363,7 +392,8 @@ def test_echonet_tracing_rows_exact_skips_not_bad_cases(tmp_path):
     assert summary.counts == {"train": 1, "val": 0, "test": 0} and summary.bad_cases == []
     assert summary.notes == [
         "3 video(s) skipped by tracing_rows='exact' (MemSAM): a traced frame without exactly 21 rows "
-        "(store.json skipped_tracing_rows): V2.avi, V3.avi, V4.avi"
+        "(store.json skipped_tracing_rows): V2.avi, V3.avi, V4.avi",
+        "split 'val' has 0 cases", "split 'test' has 0 cases",
     ]
     meta = json.loads((tmp_path / "out" / "echonet" / "store.json").read_text())
     assert meta["skipped_tracing_rows"] == ["V2", "V3", "V4"] and meta["untraced"] == []
@@ -390,7 +420,7 @@ def test_echonet_frame_with_two_rows_is_a_bad_case(tmp_path):
         del lines[i]
     path.write_text("\n".join(lines) + "\n")
     for policy in ("all", "first", "exact"):
-        summary = prepare_echonet(tmp_path / "raw", tmp_path / policy, size=32, tracing_rows=policy)
+        summary = prepare_echonet(tmp_path / "raw" / "EchoNet-Dynamic", tmp_path / policy, size=32, tracing_rows=policy)
         assert summary.counts["train"] == 1
         assert [str(b) for b in summary.bad_cases] == [
             "EchoNet-Dynamic/VolumeTracings.csv: V2.avi frame 20: 2 row(s), a tracing needs at least 11 "
@@ -398,5 +428,5 @@ def test_echonet_frame_with_two_rows_is_a_bad_case(tmp_path):
         ]
         with pytest.raises(DataError, match="V2.avi frame 20: 2 row"):
             prepare_echonet(
-                tmp_path / "raw", tmp_path / f"{policy}-strict", size=32, tracing_rows=policy, strict=True
+                tmp_path / "raw" / "EchoNet-Dynamic", tmp_path / f"{policy}-strict", size=32, tracing_rows=policy, strict=True
             )

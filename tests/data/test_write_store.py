@@ -9,6 +9,7 @@ from gdkvm.data.store import (
     MANIFEST_COLUMNS,
     BadCase,
     StoreClip,
+    empty_split_note,
     open_store,
     read_store_meta,
     verify_store,
@@ -39,11 +40,15 @@ def test_write_store_streams_clips_and_reads_lists_after_the_generator(tmp_path)
         notes.append("done")
 
     summary = write_store(tmp_path / "out", "mine", clips(), frames=T, size=S, source="raw", options={"size": S},
-                          inputs_sha256="0" * 64, bad_cases=bad, notes=notes, extra={"source_root": "/raw"})
-    assert summary.counts == {"train": 2, "val": 0, "test": 1}
-    assert summary.bad_cases == [BadCase("x.avi", "unreadable")] and summary.notes == ["done"]
+                          inputs_sha256="0" * 64, bad_cases=bad, notes=notes, extra={"split_source": "mine"},
+                          source_root=tmp_path / "raw" / ".." / "raw")
+    assert summary.counts == {"train": 2, "val": 0, "test": 1} and summary.empty_splits == ["val"]
+    # the notes the generator made, then one per empty split
+    assert summary.bad_cases == [BadCase("x.avi", "unreadable")] and summary.notes == ["done", empty_split_note("val")]
+    assert summary.source_root == (tmp_path / "raw").resolve()
     meta = verify_store(tmp_path / "out" / "mine")
-    assert meta["dataset"] == "mine" and meta["source_root"] == "/raw" and meta["notes"] == ["done"]
+    assert meta["dataset"] == "mine" and meta["source_root"] == str((tmp_path / "raw").resolve())
+    assert meta["notes"] == ["done", "split 'val' has 0 cases"] and meta["split_source"] == "mine"
     assert meta["bad_cases"] == [{"file": "x.avi", "problem": "unreadable"}]
     train = open_store(tmp_path / "out" / "mine", "train")
     assert train.images.shape == (2, T, S, S) and train.images[1, 0, 0, 0] == 2

@@ -40,7 +40,7 @@ def test_the_shipped_weights_segment_unseen_phantom_hearts(phantom, one_cpu_thre
     loaded = load_segmenter(device="cpu")
     assert "shipped weights" in loaded.source
     dices = []
-    for entry in index_echonet(find_echonet_root(phantom.root)).entries:
+    for entry in index_echonet(find_echonet_root(phantom.echonet_root)).entries:
         case = load_echonet_case(entry)
         masks = loaded.segmenter(case.video)
         assert masks.shape == case.video.shape
