@@ -1,12 +1,12 @@
 """Read what the other stages wrote into tidy DataFrames, noting plainly what is missing.
 
-Inputs (formats from :mod:`gdkvm.engine`, :mod:`gdkvm.bench` and ``gdkvm/report/paper``):
+Inputs, each read with its producer's reader (the file names live there too):
 
-* run folders ``<runs>/<name>/``: ``config.yaml``, ``metrics.jsonl``, ``train_done.json`` and
-  ``eval/<split>[-<mode>]/{summary.json, per_video.csv, per_frame.csv, ef.csv, predictions.npy}``;
-  the run's prepared store, found as :func:`gdkvm.data.locate.locate_store` says (its ``store.json``
-  tells the dataset and, where recorded, whether it came from the synthetic phantom);
-* benchmark CSVs under ``results/bench`` (schemas of :mod:`gdkvm.bench.fps` / :mod:`gdkvm.bench.scaling`);
+* run folders ``<runs>/<name>/`` through :mod:`gdkvm.engine.run_files` (``config.yaml``,
+  ``metrics.jsonl``, ``train_done.json``, ``eval/<split>[-<mode>]/...``, ablation summaries);
+  the run's prepared store, found by :func:`gdkvm.data.locate.locate_store` (its ``store.json``
+  records the dataset and whether it was prepared from the synthetic phantom);
+* benchmark CSVs under ``results/bench`` through :func:`gdkvm.bench.csv_rows.read_bench_csv`;
 * the paper's numbers shipped in ``gdkvm/report/paper`` (long format, see its README).
 
 Nothing here raises on a bad or incomplete input except a runs folder that does not exist: every other
@@ -15,7 +15,6 @@ problem becomes one line in :attr:`ReportData.missing` and the rest is still col
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gdkvm.engine import run_files
 from gdkvm.errors import GdkvmError
 from gdkvm.metrics.clinical import EF_REFERENCES  # one set of labels: terminal table and report
 
 DATASET_NAMES: dict[str, str] = {"camus": "CAMUS", "echonet": "EchoNet-Dynamic"}
-PHANTOM_FILES: tuple[str, ...] = ("phantom_truth.json", "README_PHANTOM.txt", "CAMUS_public/README_PHANTOM.txt")
-EVAL_FILES: tuple[str, ...] = ("summary.json", "per_video.csv", "per_frame.csv", "ef.csv", "predictions.npy")
 GATE_FIELDS: tuple[str, ...] = ("n", "mean", "std", "min", "max", "q05", "q25", "q50", "q75", "q95", "norm")
 
 PAPER_FILES: dict[str, tuple[str, ...]] = {
@@ -141,44 +139,16 @@ class ReportData:
     bench_files: list[Path] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------------------ small readers
+# ------------------------------------------------------------------------------ small helpers
 
 
-def _read_json(path: Path, missing: list[str], what: str) -> dict[str, Any] | None:
+def _note(missing: list[str], read, *args: Any, suffix: str = "") -> Any:
+    """``read(*args)``, or None with the reader's one-line error (plus ``suffix``) added to ``missing``."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        missing.append(f"{path}: unreadable {what} ({type(e).__name__})")
+        return read(*args)
+    except GdkvmError as e:
+        missing.append(f"{e}{suffix}")
         return None
-    if not isinstance(value, dict):
-        missing.append(f"{path}: {what} is not a JSON object")
-        return None
-    return value
-
-
-def _read_csv(path: Path, missing: list[str], what: str, required: tuple[str, ...] = ()) -> pd.DataFrame | None:
-    if not path.is_file():
-        missing.append(f"{path}: {what} not found")
-        return None
-    try:
-        frame = pd.read_csv(path)
-    except Exception as e:  # pandas raises many types for a bad CSV
-        missing.append(f"{path}: unreadable {what} ({type(e).__name__})")
-        return None
-    lacking = [c for c in required if c not in frame.columns]
-    if lacking:
-        missing.append(f"{path}: {what} lacks column(s) {', '.join(lacking)}")
-        return None
-    with open(path, "rb") as f:
-        f.seek(max(path.stat().st_size - 1, 0))
-        last = f.read(1)
-    short = int(frame[list(required)].isna().any(axis=1).sum()) if required else 0
-    if last not in (b"\n", b"") or short:
-        # a writer killed mid-file (or an old non-atomic one): its numbers would be silently partial
-        missing.append(f"{path}: {what} looks truncated (last line incomplete or {short} row(s) with empty "
-                       f"{'/'.join(required)})")
-        return None
-    return frame
 
 
 def _float(value: Any) -> float:
@@ -205,85 +175,57 @@ def find_store(config: dict[str, Any], run_dir: Path, search: Path | None = None
     return found.path, found.line()
 
 
-def _phantom_from_meta(meta: dict[str, Any]) -> tuple[bool | None, str]:
-    """What store.json itself says about being the phantom (fields a store may record)."""
-    for key in ("phantom", "synthetic"):
-        if isinstance(meta.get(key), bool):
-            return meta[key], f"store.json '{key}': {str(meta[key]).lower()}"
-    for key in ("source_kind", "provenance", "kind"):
-        value = str(meta.get(key, "")).lower()
-        if value in ("phantom", "synthetic", "synthetic-phantom"):
-            return True, f"store.json '{key}': {meta[key]}"
-        if value in ("real", "patient", "public"):
-            return False, f"store.json '{key}': {meta[key]}"
-    for key in ("raw_root", "root", "source_root"):
-        if isinstance(meta.get(key), str) and meta[key]:
-            root = Path(meta[key])
-            for base in (root, root.parent):
-                for marker in PHANTOM_FILES:
-                    if (base / marker).is_file():
-                        return True, f"{base / marker} next to the raw root"
-    texts = [str(meta.get("source", ""))] + [str(n) for n in meta.get("notes", []) if isinstance(n, str)]
-    for text in texts:
-        if "phantom" in text.lower() or "synthetic" in text.lower():
-            return True, f"store.json mentions it: {text[:80]!r}"
-    return None, ""
-
-
 def describe_source(config: dict[str, Any], run_dir: Path, dataset_hint: str | None = None,
                     search: Path | None = None) -> DataSource:
     """Dataset name and provenance (phantom or not) of a run's prepared store.
 
-    The phantom writes ``README_PHANTOM.txt`` and ``phantom_truth.json`` into its raw folder; a store
-    records whether it was prepared from one in ``store.json`` (fields checked by
-    :func:`_phantom_from_meta`). Failing that, a phantom marker file in the store folder or its two
-    parents counts (a store prepared inside the phantom folder). When the store is not found, the
-    ``dataset`` and ``phantom`` flags recorded in config.yaml's ``store`` section at train time are used.
-    Otherwise provenance is unknown and the label says so instead of claiming real data.
+    Provenance comes from what the writers record, nothing else: ``store.json``'s ``phantom`` flag
+    (written by every ``gdkvm prepare``, true when the raw folder was the synthetic phantom's), else the
+    copy of it in config.yaml's ``store`` section (written by ``gdkvm train``; used when the store is
+    not found or its store.json predates the flag). Without either, provenance is unknown and the label
+    says so instead of claiming real data. The dataset name: store.json's ``dataset``, the recorded
+    one, ``dataset_hint`` (an evaluation summary's), else the store folder's name (``<prepared>/<dataset>``).
     """
-    store, found = find_store(config, run_dir, search)
+    from gdkvm.data.locate import locate_store
+
+    record = config.get("store") if isinstance(config.get("store"), dict) else {}
     train = config.get("train") if isinstance(config.get("train"), dict) else config
     data = str(train.get("data") or "")
-    record = config.get("store") if isinstance(config.get("store"), dict) else {}
-    meta: dict[str, Any] = {}
-    if store is not None:
-        try:
-            meta = json.loads((store / "store.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            meta = {}
-        if not isinstance(meta, dict):
-            meta = {}
+    try:
+        found = locate_store(run_dir, config, search=search)
+    except GdkvmError as e:
+        store, line, meta = None, str(e), {}
+    else:
+        store, line, meta = found.path, found.line(), found.meta if isinstance(found.meta, dict) else {}
     dataset = str(meta.get("dataset") or record.get("dataset") or dataset_hint
                   or (Path(data).name if data else "unknown"))
     paper_dataset = DATASET_NAMES.get(dataset, dataset)
-    phantom, evidence = _phantom_from_meta(meta)
-    if phantom is None and store is None and isinstance(record.get("phantom"), bool):
+    phantom: bool | None = None
+    evidence = ""
+    if isinstance(meta.get("phantom"), bool):
+        phantom = meta["phantom"]
+        evidence = f"store.json 'phantom': {str(phantom).lower()}"
+    elif isinstance(record.get("phantom"), bool):
         phantom = record["phantom"]
-        evidence = f"config.yaml 'store.phantom': {str(phantom).lower()} (recorded at train time; store not found)"
-    if phantom is None and store is not None:
-        for base in (store, store.parent, store.parent.parent):
-            for marker in PHANTOM_FILES:
-                if (base / marker).is_file():
-                    phantom, evidence = True, f"{base / marker} beside the store"
-                    break
-            if phantom:
-                break
+        why = "store not found" if store is None else "store.json does not record it"
+        evidence = f"config.yaml 'store.phantom': {str(phantom).lower()} (recorded at train time; {why})"
     if phantom:
         label = f"synthetic phantom ({paper_dataset} format)"
     elif phantom is False:
         label = paper_dataset
     else:
-        where = "store not found" if store is None else "store does not record its source"
+        where = "store not found" if store is None else "store.json has no 'phantom' flag (prepared by an older gdkvm)"
         label = f"{paper_dataset} format, provenance unknown"
         evidence = f"{where}; not marked as real data"
-    return DataSource(dataset, paper_dataset, phantom, label, evidence, store, found)
+    return DataSource(dataset, paper_dataset, phantom, label, evidence, store, line)
 
 
 # ------------------------------------------------------------------------------ metrics.jsonl
 
 
-def read_metrics(path: Path, missing: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Training curve, validation curve and gate statistics from ``metrics.jsonl``.
+def read_metrics(run_dir: Path, missing: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Training curve, validation curve and gate statistics from the run's ``metrics.jsonl``
+    (:func:`gdkvm.engine.run_files.read_metrics_log`).
 
     Returns:
         train: one row per iteration (iteration, loss, ce, dice_loss, lr, grad_norm, clips_per_s);
@@ -294,37 +236,23 @@ def read_metrics(path: Path, missing: list[str]) -> tuple[pd.DataFrame, pd.DataF
     train_rows: list[dict[str, Any]] = []
     val_rows: list[dict[str, Any]] = []
     gate_rows: list[dict[str, Any]] = []
-    if not path.is_file():
-        missing.append(f"{path}: training log not found (no loss curve, no gate statistics)")
-    else:
-        bad = 0
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if not isinstance(record, dict) or "iteration" not in record:
-                bad += 1
-                continue
-            it = int(record["iteration"])
-            kind = record.get("kind", "train")
-            if kind == "train":
-                train_rows.append({"iteration": it, **{k: _float(record.get(k)) for k in
-                                   ("loss", "ce", "dice_loss", "lr", "grad_norm", "clips_per_s")}})
-                for gate, stats in (record.get("gates") or {}).items():
-                    if isinstance(stats, dict) and stats.get("n", 0):
-                        row = {"iteration": it, "gate": str(gate), **{k: _float(stats.get(k)) for k in GATE_FIELDS}}
-                        hist = stats.get("hist")
-                        row["hist"] = [float(h) for h in hist] if isinstance(hist, list) else None
-                        gate_rows.append(row)
-            elif kind == "val":
-                val_rows.append({"iteration": it, "dice": _float(record.get("dice")),
-                                 "best_dice": _float(record.get("best_dice"))})
-        if bad:
-            missing.append(f"{path}: {bad} unreadable line(s) skipped")
+    log = _note(missing, run_files.read_metrics_log, run_dir, suffix=" (no loss curve, no gate statistics)")
+    for record in log.records if log is not None else []:
+        it = int(record["iteration"])
+        if record["kind"] == "train":
+            train_rows.append({"iteration": it, **{k: _float(record.get(k)) for k in
+                               ("loss", "ce", "dice_loss", "lr", "grad_norm", "clips_per_s")}})
+            for gate, stats in (record.get("gates") or {}).items():
+                if isinstance(stats, dict) and stats.get("n", 0):
+                    row = {"iteration": it, "gate": str(gate), **{k: _float(stats.get(k)) for k in GATE_FIELDS}}
+                    hist = stats.get("hist")
+                    row["hist"] = [float(h) for h in hist] if isinstance(hist, list) else None
+                    gate_rows.append(row)
+        elif record["kind"] == "val":
+            val_rows.append({"iteration": it, "dice": _float(record.get("dice")),
+                             "best_dice": _float(record.get("best_dice"))})
+    if log is not None and log.bad_lines:
+        missing.append(f"{log.path}: {log.bad_lines} unreadable line(s) skipped")
     train = pd.DataFrame(train_rows, columns=["iteration", "loss", "ce", "dice_loss", "lr", "grad_norm",
                                               "clips_per_s"])
     val = pd.DataFrame(val_rows, columns=["iteration", "dice", "best_dice"])
@@ -340,84 +268,43 @@ def read_metrics(path: Path, missing: list[str]) -> tuple[pd.DataFrame, pd.DataF
 # ------------------------------------------------------------------------------ evaluations
 
 
-def _split_mode(name: str) -> tuple[str, str]:
-    for mode in ("memsam", "gdkvm-legacy"):
-        if name.endswith(f"-{mode}"):
-            return name[: -len(mode) - 1], mode
-    return name, "clean"
-
-
 def read_eval(folder: Path, missing: list[str]) -> EvalData | None:
     """One ``eval/<split>[-<mode>]`` folder; None (with a note) when its summary is absent or bad."""
-    summary_path = folder / "summary.json"
-    if not summary_path.is_file():
-        missing.append(f"{folder}: evaluation incomplete (no summary.json)")
+    files = _note(missing, run_files.read_eval_summary, folder)
+    if files is None:
         return None
-    summary = _read_json(summary_path, missing, "evaluation summary")
-    if summary is None:
-        return None
-    if not isinstance(summary.get("segmentation"), dict) or "overall" not in summary["segmentation"]:
-        missing.append(f"{summary_path}: no segmentation.overall block (not an evaluation summary)")
-        return None
-    split, mode = _split_mode(folder.name)
-    per_video = _read_csv(folder / "per_video.csv", missing, "per-video table", ("video", "dice"))
-    per_frame = _read_csv(folder / "per_frame.csv", missing, "per-frame table", ("video", "frame", "dice"))
-    ef_path = folder / "ef.csv"
-    ef = _read_csv(ef_path, missing, "EF table", ("method", "ef_pred", "ef_ref")) if ef_path.is_file() else None
-    if ef is None and not ef_path.is_file():
-        missing.append(f"{ef_path}: EF table not found (no Bland-Altman / regression plot)")
-    predictions = folder / "predictions.npy"
-    if not predictions.is_file():
-        missing.append(f"{predictions}: not found (no qualitative overlays for this evaluation)")
-        predictions = None
-    return EvalData(folder, str(summary.get("split", split)), str(summary.get("mode", mode)), summary,
-                    per_video, per_frame, ef, predictions)
+    per_video = _note(missing, run_files.read_per_video, folder)
+    per_frame = _note(missing, run_files.read_per_frame, folder)
+    ef = _note(missing, run_files.read_ef, folder, suffix=" (no Bland-Altman / regression plot)")
+    predictions = _note(missing, run_files.predictions_file, folder,
+                        suffix=" (no qualitative overlays for this evaluation)")
+    return EvalData(folder, files.split, files.mode, files.summary, per_video, per_frame, ef, predictions)
 
 
 # ------------------------------------------------------------------------------ runs
 
 
-def _config_fields(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, dict) and isinstance(raw.get("train"), dict):
-        return raw["train"]
-    return raw if isinstance(raw, dict) else {}
-
-
 def read_run(run_dir: Path, missing: list[str], search: Path | None = None) -> RunData | None:
     """One run folder; None (with a note) when it has no readable ``config.yaml``. ``search``: a folder
     to look for the run's store in by its recorded id when it is not at the recorded path."""
-    from gdkvm.config import load_yaml
-
-    try:
-        raw = load_yaml(run_dir / "config.yaml")
-        cfg = _config_fields(raw)
-    except GdkvmError as e:
-        missing.append(f"{run_dir}: skipped, {e}")
+    config = _note(missing, run_files.read_run_config, run_dir, suffix="; run skipped")
+    if config is None:
         return None
-    if "variant" not in cfg or "data" not in cfg:
-        missing.append(f"{run_dir / 'config.yaml'}: skipped, no 'variant'/'data' (not a gdkvm run config)")
-        return None
-    train, val, gates = read_metrics(run_dir / "metrics.jsonl", missing)
-    done_path = run_dir / "train_done.json"
-    finished = done_path.is_file()
+    cfg = config.train
+    train, val, gates = read_metrics(run_dir, missing)
+    finished = _note(missing, run_files.read_train_done, run_dir) is not None
     iterations = int(cfg["iterations"]) if isinstance(cfg.get("iterations"), int) else None
     last = int(train["iteration"].max()) if len(train) else None
     if not finished:
         at = "no step logged" if last is None else f"last logged iteration {last}"
         of = f" of {iterations}" if iterations is not None else ""
-        missing.append(f"{run_dir}: training not finished (no train_done.json; {at}{of})")
-    evals = []
-    eval_root = run_dir / "eval"
-    if eval_root.is_dir():
-        for folder in sorted(p for p in eval_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            found = read_eval(folder, missing)
-            if found is not None:
-                evals.append(found)
+        missing.append(f"{run_dir}: training not finished (no readable {run_files.DONE_FILE}; {at}{of})")
+    evals = [e for e in (read_eval(f, missing) for f in run_files.eval_folders(run_dir)) if e is not None]
     if not evals:
-        missing.append(f"{run_dir}: no evaluation (eval/<split>/summary.json); "
+        missing.append(f"{run_dir}: no evaluation ({run_files.EVAL_DIR}/<split>/{run_files.SUMMARY_FILE}); "
                        f"run `gdkvm evaluate --run {run_dir}` to add it to the tables")
     hint = next((str(e.summary["dataset"]) for e in evals if e.summary.get("dataset")), None)
-    source = describe_source(raw if isinstance(raw, dict) else {}, run_dir, hint, search)
+    source = describe_source(config.raw, run_dir, hint, search)
     if source.store_dir is None:
         missing.append(f"{source.found} (no qualitative overlays)")
     return RunData(name=run_dir.name, path=run_dir, variant=str(cfg["variant"]), preset=str(cfg.get("preset", "?")),
@@ -437,8 +324,8 @@ def read_runs(runs_dir: Path, missing: list[str], search: Path | None = None) ->
     for child in sorted(runs_dir.iterdir()):
         if not child.is_dir() or child.name.startswith("."):
             continue
-        if not (child / "config.yaml").is_file():
-            missing.append(f"{child}: skipped, no config.yaml (not a run folder)")
+        if not run_files.is_run_folder(child):
+            missing.append(f"{child}: skipped, no {run_files.CONFIG_FILE} (not a run folder)")
             continue
         run = read_run(child, missing, search)
         if run is not None:
@@ -529,7 +416,7 @@ def read_paper(paper_dir: Path, missing: list[str]) -> dict[str, pd.DataFrame]:
         missing.append(f"{paper_dir}: paper numbers folder not found (tables show our runs only)")
         return out
     for stem, columns in PAPER_FILES.items():
-        frame = _read_csv(paper_dir / f"{stem}.csv", missing, "paper table", columns)
+        frame = _note(missing, run_files.read_table, paper_dir / f"{stem}.csv", "paper table", columns)
         if frame is not None:
             frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
             out[stem] = frame
@@ -548,73 +435,35 @@ FPS_FRAME_COLUMNS: tuple[str, ...] = ("variant", "preset", "mode", "dtype", "bat
                                       "ms_per_frame", "params", "params_m", "device_type", "device_name", "commit", "status",
                                       "ok", "file")
 SCALING_FRAME_COLUMNS: tuple[str, ...] = ("rule", "frames", "ms_per_frame", "ms_at_t", "state_bytes",
-                                          "peak_mem_bytes", "device_name", "dtype", "status", "ok", "file")
-
-
-def bench_schemas() -> dict[str, tuple[int | None, tuple[str, ...]]]:
-    """``{bench kind: (schema version this gdkvm writes, columns the report needs)}``.
-
-    The versions come from the bench modules themselves, so a format change there shows up here.
-    """
-    out: dict[str, tuple[int | None, tuple[str, ...]]] = {}
-    try:
-        from gdkvm.bench import fps
-
-        out["fps"] = (int(fps.FPS_SCHEMA_VERSION), FPS_NEEDED)
-    except (ImportError, AttributeError):
-        out["fps"] = (None, FPS_NEEDED)
-    try:
-        from gdkvm.bench import scaling
-
-        out["scaling"] = (int(scaling.SCALING_SCHEMA_VERSION), SCALING_NEEDED)
-    except (ImportError, AttributeError):
-        out["scaling"] = (None, SCALING_NEEDED)
-    return out
-
-
-def _truthy(series: pd.Series) -> pd.Series:
-    return series.astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
+                                          "peak_mem_bytes", "peak_mem_method", "device_name", "dtype", "status",
+                                          "ok", "file")
 
 
 def _ok(series: pd.Series) -> pd.Series:
     return series.fillna("").astype(str).str.strip().str.lower().str.startswith("ok")
 
 
-def _bench_file(path: Path, missing: list[str], schemas: dict[str, tuple[int | None, tuple[str, ...]]]
-                ) -> tuple[str, pd.DataFrame] | None:
-    """Read one benchmark CSV; (kind, rows) when its kind and schema are ones this report reads."""
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as e:  # empty / binary / malformed file
-        missing.append(f"{path}: unreadable benchmark CSV ({type(e).__name__}); skipped")
-        return None
-    if "schema_version" not in frame.columns or "bench" not in frame.columns:
-        missing.append(f"{path}: benchmark CSV from an older format (no schema_version/bench column); skipped, "
-                       "re-run `gdkvm bench` to regenerate it")
-        return None
-    if frame.empty:
-        missing.append(f"{path}: benchmark CSV holds no rows; skipped")
-        return None
-    kinds = sorted(set(frame["bench"]))
-    if len(kinds) != 1:
-        missing.append(f"{path}: mixes benchmark kinds {kinds}; skipped")
-        return None
-    kind = kinds[0]
-    if kind not in schemas:
-        return None  # e.g. kernel micro-benchmarks: not part of the report
-    version, needed = schemas[kind]
-    versions = sorted(set(frame["schema_version"]))
-    if version is None or versions != [str(version)]:
-        expected = "unknown (gdkvm.bench not importable)" if version is None else str(version)
-        missing.append(f"{path}: {kind} benchmark schema_version {', '.join(versions)} is not the one this gdkvm "
-                       f"reads ({expected}); skipped, re-run `gdkvm bench {kind}`")
-        return None
-    lacking = [c for c in needed if c not in frame.columns]
+def _truthy(series: pd.Series) -> pd.Series:
+    return series.astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
+
+
+#: What the report needs from each benchmark kind it reads.
+NEEDED: dict[str, tuple[str, ...]] = {"fps": FPS_NEEDED, "scaling": SCALING_NEEDED}
+
+
+def _bench_file(path: Path, missing: list[str]) -> tuple[str, pd.DataFrame] | None:
+    """One benchmark CSV read by :func:`gdkvm.bench.csv_rows.read_bench_csv`; (kind, rows) when it is
+    an fps or scaling file with the columns the report needs."""
+    from gdkvm.bench.csv_rows import read_bench_csv
+
+    found = _note(missing, read_bench_csv, path, suffix="; skipped")
+    if found is None or found.kind not in NEEDED:
+        return None  # unreadable, or e.g. kernel micro-benchmarks: not part of the report
+    lacking = [c for c in NEEDED[found.kind] if c not in found.rows.columns]
     if lacking:
-        missing.append(f"{path}: {kind} benchmark CSV lacks column(s) {', '.join(lacking)}; skipped")
+        missing.append(f"{path}: {found.kind} benchmark CSV lacks column(s) {', '.join(lacking)}; skipped")
         return None
-    frame["file"] = path.name
-    return kind, frame
+    return found.kind, found.rows.assign(file=path.name)
 
 
 def read_bench(bench_dir: Path, missing: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
@@ -632,9 +481,8 @@ def read_bench(bench_dir: Path, missing: list[str]) -> tuple[pd.DataFrame, pd.Da
         missing.append(f"{bench_dir}: benchmark folder not found (no inference times, no Fig. 5 points of ours, "
                        "no scaling plot)")
     else:
-        schemas = bench_schemas()
         for path in sorted(bench_dir.rglob("*.csv")):
-            found = _bench_file(path, missing, schemas)
+            found = _bench_file(path, missing)
             if found is None:
                 continue
             kind, frame = found

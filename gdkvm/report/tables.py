@@ -415,20 +415,16 @@ def bench_overview(data: ReportData) -> ReportTable:
 
 def ablation_seeds(data: ReportData) -> ReportTable:
     """Ablations over seeds and key stabilisers: the summary CSVs ``gdkvm ablate`` writes beside the runs."""
+    from gdkvm.engine import run_files
     from gdkvm.engine.ablate import SUMMARY_COLUMNS
+    from gdkvm.errors import GdkvmError
 
     frames = []
-    for path in sorted(data.runs_dir.glob("ablation-table*-*.csv")):
+    for path in run_files.ablation_summaries(data.runs_dir):
         try:
-            frame = pd.read_csv(path)
-        except (OSError, ValueError, pd.errors.ParserError) as e:
-            data.missing.append(f"{path.name}: unreadable ablation summary ({type(e).__name__})")
-            continue
-        absent = [c for c in SUMMARY_COLUMNS if c not in frame.columns]
-        if absent:
-            data.missing.append(f"{path.name}: ablation summary without column(s) {', '.join(absent)}")
-            continue
-        frames.append(frame.reindex(columns=list(SUMMARY_COLUMNS)))
+            frames.append(run_files.read_ablation_summary(path))
+        except GdkvmError as e:
+            data.missing.append(str(e))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     frame = frame.assign(resolved=frame["resolved"].map(lambda v: "yes" if str(v).lower() == "true" else "no"))
     columns = [Column("table", "Table", 0), Column("dataset", "Data"), Column("preset", "Preset"),

@@ -50,8 +50,8 @@ def write_store(root: Path, dataset: str = "camus", patients: int = 3, phantom: 
                 seed: int = 0) -> Path:
     """A prepared dataset folder ``root/<dataset>`` with a test split (and tiny train/val splits).
 
-    ``phantom``: True writes ``phantom_truth.json`` beside the store (as when a store is prepared inside
-    the phantom folder); False records ``"phantom": false`` in store.json; None records nothing.
+    ``phantom``: True/False is recorded as store.json's ``phantom`` flag (as ``gdkvm prepare`` writes
+    it); None records no flag (a store.json written before gdkvm recorded provenance).
     Every test clip: patient ``pNNNN``, views 2CH and 4CH (CAMUS) or one A4C clip (EchoNet).
     """
     from gdkvm.data.store import MANIFEST_COLUMNS, SPLIT_FILES, SPLITS
@@ -87,11 +87,9 @@ def write_store(root: Path, dataset: str = "camus", patients: int = 3, phantom: 
             "gdkvm_version": "0.1.0", "options": {}, "inputs_sha256": "0" * 64, "counts": counts,
             "bad_cases": [], "untraced": [], "notes": [],
             "files": {f"{s}/{n}": sha256_file(out / s / n) for s in SPLITS for n in SPLIT_FILES}}
-    if phantom is False:
-        meta["phantom"] = False
+    if phantom is not None:
+        meta["phantom"] = phantom
     (out / "store.json").write_text(json.dumps(meta, indent=2))
-    if phantom:
-        (root / "phantom_truth.json").write_text(json.dumps({"schema": "gdkvm-phantom-truth/1"}))
     return out
 
 
@@ -176,6 +174,7 @@ def write_run(runs_dir: Path, name: str, store_dir: Path, variant: str = "full",
               iterations: int = 6, finished: bool = True, evaluate: bool = True, gates: bool = True,
               seed: int = 0, quality: float = 0.9) -> Path:
     """A run folder as ``gdkvm train`` (+ ``gdkvm evaluate`` when ``evaluate``) leaves it."""
+    from gdkvm.data.locate import store_record
     from gdkvm.engine.config import TrainConfig
 
     run = runs_dir / name
@@ -183,7 +182,8 @@ def write_run(runs_dir: Path, name: str, store_dir: Path, variant: str = "full",
     cfg = TrainConfig(data=str(store_dir), variant=variant, preset=preset, name=name, iterations=iterations,
                       batch_size=2, device="cpu", val_every=2, ckpt_every=2)
     config = {"train": cfg.to_dict(), "model": None, "world_size": 1,
-              "versions": {"gdkvm": "0.1.0", "code": "test", "torch": str(torch.__version__)}}
+              "versions": {"gdkvm": "0.1.0", "code": "test", "torch": str(torch.__version__)},
+              "store": store_record(store_dir, run)}  # the section gdkvm train writes
     save_yaml(run / "config.yaml", config)
     rng = np.random.default_rng(seed)
     logged = iterations if finished else max(iterations // 2, 1)

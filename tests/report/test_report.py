@@ -407,3 +407,25 @@ def test_ablation_summaries_beside_the_runs_become_a_table(tmp_path):
     assert table.loc[0, "diff"] == pytest.approx(-30.25)
     assert any("ablation-table3-camus-tiny.csv" in m and "without column" in m for m in result.missing)
     assert "Ablations over seeds and key stabilisers" in result.report_md.read_text()
+
+
+def test_provenance_comes_only_from_what_the_writers_record(tmp_path):
+    """store.json's 'phantom' flag, else config.yaml's copy of it; a marker file beside the store is no evidence."""
+    import shutil
+
+    from gdkvm.report.collect import read_run
+
+    runs = tmp_path / "runs"
+    flagged = write_store(tmp_path / "flagged", "camus", phantom=True, seed=0)
+    unflagged = write_store(tmp_path / "unflagged", "camus", phantom=None, seed=1)
+    (tmp_path / "unflagged" / "phantom_truth.json").write_text("{}")  # a phantom marker, not a recorded flag
+    a = write_run(runs, "a", flagged, evaluate=False)
+    b = write_run(runs, "b", unflagged, evaluate=False)
+    missing: list[str] = []
+    src_a, src_b = read_run(a, missing).source, read_run(b, missing).source
+    assert src_a.phantom is True and src_a.evidence == "store.json 'phantom': true"
+    assert src_b.phantom is None and "provenance unknown" in src_b.label
+    shutil.rmtree(flagged)  # the store is gone: the flag recorded at train time still labels the run
+    src_a = read_run(a, missing).source
+    assert src_a.store_dir is None and src_a.phantom is True
+    assert src_a.label == "synthetic phantom (CAMUS format)" and "config.yaml 'store.phantom'" in src_a.evidence
