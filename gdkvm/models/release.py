@@ -2,7 +2,7 @@
 
 What follows the release exactly (written from the equations, not copied):
 
-* image normalisation with mean 0.5 / std 0.5 (gray frame repeated to 3 channels for the trunks);
+* image normalisation with mean 0.5 / std 0.5 of the gray frame;
 * keys from their own projection of the stride-16 features (1x1 to ``pixel_dim`` then 3x3 to ``key_dim``,
   no activation), pixel features from a separate 1x1 projection;
 * the release KPFF: pixel branch 1x1-ReLU-3x3 to ``key_dim``, a 1-channel 1x1 gate on (key + its global
@@ -18,12 +18,17 @@ What follows the release exactly (written from the equations, not copied):
   every later frame encodes its value from the image and the previous predicted mask, writes, and reads
   with the same key; object summaries are summed, frame t's summary joining after frame t is segmented;
 * the release's one-frame-stale pixel features (frame t's value encoded with frame t-1's pixel features)
-  only with ``stale_pixel_features=True`` (variant ``release-stale``).
+  only with ``stale_pixel_features=True`` (variant ``release-stale``);
+* the value encoder, pixel fuser, object summariser, object transformer (with its L + 1 auxiliary query
+  heads) and mask decoder of the release (:mod:`gdkvm.models.release_modules`,
+  :mod:`gdkvm.models.release_transformer`); ``forward_with_aux`` returns the sensory and the query
+  auxiliary predictions that :func:`gdkvm.models.release_losses.release_aux_loss` weights by 0.01.
 
-Not release-exact (see docs/release.md): the value encoder, pixel fuser, object transformer / summariser
-and mask decoder are gdkvm's own modules (:mod:`gdkvm.models.modules`, :mod:`gdkvm.models.transformer`);
-of the release's auxiliary heads only the sensory one is built (gdkvm's transformer has no per-block
-query predictions, so the release's query auxiliary losses have no counterpart here).
+Still different (see docs/release.md): the key trunk takes the gray frame repeated to 3 channels (the
+release's trunk has a 1-channel conv1; the same function class, 6,272 more parameters, so that
+torchvision ImageNet files load unchanged); the pixel fuser outputs ``embed_dim`` channels where the
+release writes ``value_dim`` (equal in every preset); the auxiliary losses are dense and use every batch
+item (the release point-samples and, by a loop bug, uses the last item only).
 """
 
 from __future__ import annotations
@@ -80,6 +85,12 @@ class ReleaseConfig:
         if self.value_dim % self.memory_heads:
             raise ConfigError(f"release config: value_dim {self.value_dim} must be divisible by memory_heads "
                               f"{self.memory_heads}")
+        if self.embed_dim % 4 or self.embed_dim % self.transformer_heads:
+            raise ConfigError(f"release config: embed_dim {self.embed_dim} must be divisible by 4 (positional "
+                              f"encoding) and by transformer_heads {self.transformer_heads}")
+        if self.num_queries % 2:
+            raise ConfigError(f"release config: num_queries {self.num_queries} must be even (half object, "
+                              "half background queries)")
 
 
 _TINY = dict(key_dim=16, value_dim=32, pixel_dim=32, sensory_dim=32, embed_dim=32, memory_heads=4,

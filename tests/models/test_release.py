@@ -196,3 +196,13 @@ def test_stepper_equals_clip(variant):
         got = torch.stack([stepper.step(clip[:, i]) for i in range(4)], dim=1)
     assert stepper.frames == 4
     assert torch.allclose(got, want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [("embed_dim", 30, "divisible by 4"),
+                                                        ("transformer_heads", 3, "transformer_heads"),
+                                                        ("num_queries", 5, "must be even")])
+def test_config_rejects_widths_the_transformer_cannot_use(field, value, match):
+    from gdkvm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        release_config("tiny", **{field: value})
