@@ -47,15 +47,15 @@ run_stage() {
       ;;
     fps)
       stage "streaming FPS, eager: fp32 + bf16, batches $BATCHES, with the released-style reference"
-      gdkvm bench fps "${fps_common[@]}" --batch "$BATCHES" --dtype fp32,bf16
+      gdkvm bench fps "${fps_common[@]}" --batch-sizes "$BATCHES" --dtype fp32,bf16
       ;;
     graphs)
       stage "streaming FPS, bf16, each step replayed as a CUDA graph"
-      gdkvm bench fps "${fps_common[@]}" --batch "$BATCHES" --dtype bf16 --cuda-graphs --no-reference
+      gdkvm bench fps "${fps_common[@]}" --batch-sizes "$BATCHES" --dtype bf16 --cuda-graphs --no-reference
       ;;
     compile)
       stage "streaming FPS, bf16, torch.compile (compiled during the warm-up)"
-      gdkvm bench fps "${fps_common[@]}" --batch "$BATCHES" --dtype bf16 --compile --no-reference
+      gdkvm bench fps "${fps_common[@]}" --batch-sizes "$BATCHES" --dtype bf16 --compile --no-reference
       ;;
     scaling)
       stage "memory and time per frame against video length, every memory rule"

@@ -35,7 +35,7 @@ done
 
 step "benchmarks on this CPU"
 for variant in full wo-alpha linear; do  # every trained variant, so the report's Fig. 5 shows all three
-  "$GDKVM" bench fps --variant "$variant" --preset tiny --size "$SIZE" --frames 20 --batch 1,4 --dtype fp32 \
+  "$GDKVM" bench fps --variant "$variant" --preset tiny --size "$SIZE" --frames 20 --batch-sizes 1,4 --dtype fp32 \
     --device cpu --out "$OUT/bench"
 done
 "$GDKVM" bench scaling --frames 10,100,1000 --preset tiny --size 64 --device cpu --out "$OUT/bench"

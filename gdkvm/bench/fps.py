@@ -150,7 +150,7 @@ class FpsConfig:
         if self.warmup < 0:
             raise ConfigError(f"--warmup: must be >= 0, got {self.warmup}")
         if not self.batches or min(self.batches) < 1:
-            raise ConfigError(f"--batch: every batch must be >= 1, got {self.batches}")
+            raise ConfigError(f"--batch-sizes: every batch must be >= 1, got {self.batches}")
         for d in self.dtypes:
             if d not in DTYPES:
                 raise unknown_name("dtype", d, tuple(DTYPES))

@@ -10,7 +10,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import DEVICE_OPTION_HELP, ThreadsOpt, console, progress_callback, start_long_command
+from gdkvm.cli.common import (
+    DEVICE_OPTION_HELP,
+    OldBatchListOpt,
+    OldBatchOpt,
+    ThreadsOpt,
+    console,
+    progress_callback,
+    renamed_option,
+    start_long_command,
+)
 from gdkvm.utils.device import check_device_name
 
 bench_app = typer.Typer(
@@ -19,7 +28,7 @@ bench_app = typer.Typer(
     "precision and commit; definitions in docs/benchmarks.md.\n\n"
     "[bold]Examples[/]\n\n"
     "  gdkvm bench fps --preset tiny --size 128 --frames 30\n\n"
-    "  gdkvm bench fps --preset paper --size 256 --dtype bf16 --batch 1,16 --cuda-graphs\n\n"
+    "  gdkvm bench fps --preset paper --size 256 --dtype bf16 --batch-sizes 1,16 --cuda-graphs\n\n"
     "  gdkvm bench scaling --frames 10,100,1000 --preset tiny --size 64\n\n"
     "  gdkvm bench kernels --shapes 8x576x64x256x8",
     rich_markup_mode="rich",
@@ -85,9 +94,10 @@ def fps(
         ),
     ] = "112x112",
     frames: Annotated[int, typer.Option("--frames", help="Timed frames per video.")] = 100,
-    batch: Annotated[
-        str, typer.Option("--batch", help="Batch sizes, comma-separated (1 = latency).")
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Batch sizes, comma-separated (1 = latency).")
     ] = "1,16",
+    old_batch: OldBatchListOpt = None,
     dtype: Annotated[
         str, typer.Option("--dtype", help="Precisions: fp32, bf16 (autocast), comma-separated.")
     ] = "fp32,bf16",
@@ -114,13 +124,14 @@ def fps(
     from gdkvm.bench.common import parse_int_list, parse_name_list
     from gdkvm.bench.fps import DTYPES, PAPER_FPS, FpsConfig, run_fps
 
+    batch_sizes = renamed_option("--batch-sizes", batch_sizes, "1,16", "--batch", old_batch)
     cfg = FpsConfig(
         variant=variant,
         preset=preset.value,
         size=size,
         native_size=_parse_native(native_size),
         frames=frames,
-        batches=parse_int_list("--batch", batch),
+        batches=parse_int_list("--batch-sizes", batch_sizes),
         dtypes=parse_name_list("--dtype", dtype, tuple(DTYPES)),
         device=check_device_name(device),
         compile=compile,
@@ -202,7 +213,8 @@ def scaling(
     rules: Annotated[str, typer.Option("--rules", help="Memory rules, comma-separated, or 'all'.")] = "all",
     preset: Annotated[Preset, typer.Option("--preset", help="Size preset.")] = Preset.tiny,
     size: Annotated[int, typer.Option("--size", help="Frame side in pixels (multiple of 16).")] = 128,
-    batch: Annotated[int, typer.Option("--batch", help="Clips streamed side by side.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips streamed side by side.")] = 1,
+    old_batch: OldBatchOpt = None,
     device: DeviceOpt = "auto",
     max_softmax_frames: Annotated[
         int,
@@ -222,6 +234,7 @@ def scaling(
     from gdkvm.bench.common import parse_int_list, parse_name_list
     from gdkvm.bench.scaling import RULE_VARIANTS, ScalingConfig, run_scaling
 
+    batch = renamed_option("--batch-size", batch_size, 1, "--batch", old_batch)
     rule_list = (
         tuple(RULE_VARIANTS)
         if rules.strip() == "all"

@@ -39,6 +39,31 @@ ThreadsOpt = Annotated[
     ),
 ]
 
+#: The old spelling ``--batch`` of ``--batch-size`` (evaluate, export, bench scaling): hidden, still accepted.
+OldBatchOpt = Annotated[int | None, typer.Option("--batch", hidden=True, help="Deprecated: use --batch-size.")]
+#: The old spelling ``--batch`` of ``bench fps --batch-sizes`` (a comma list): hidden, still accepted.
+OldBatchListOpt = Annotated[
+    str | None, typer.Option("--batch", hidden=True, help="Deprecated: use --batch-sizes.")
+]
+
+
+def renamed_option(new: str, value: Any, default: Any, old: str, old_value: Any) -> Any:
+    """The value of option ``new`` when its deprecated spelling ``old`` may have been given instead.
+
+    ``old_value`` None: ``value``. Otherwise a one-line deprecation warning goes to stderr and
+    ``old_value`` is used; giving both spellings (``value`` other than ``default``) raises
+    :class:`~gdkvm.errors.ConfigError`.
+    """
+    if old_value is None:
+        return value
+    if value != default:
+        from gdkvm.errors import ConfigError
+
+        raise ConfigError(f"{old} is the old spelling of {new}; give {new} only")
+    err_console.print(f"[yellow]warning:[/] {old} is deprecated; use {new}", soft_wrap=True)
+    return old_value
+
+
 #: Width of tables written to a file or pipe (rich would cut them at 80 columns); ``COLUMNS`` still wins.
 LOG_WIDTH = 240
 

@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import DEVICE_OPTION_HELP, ThreadsOpt, console, progress_callback, start_long_command
+from gdkvm.cli.common import (
+    DEVICE_OPTION_HELP,
+    OldBatchOpt,
+    ThreadsOpt,
+    console,
+    progress_callback,
+    renamed_option,
+    start_long_command,
+)
 from gdkvm.utils.device import check_device_name
 
 
@@ -92,7 +100,8 @@ def evaluate(
     mode: Annotated[Mode, typer.Option("--mode", help="Metric protocol: clean | memsam | gdkvm-legacy.")] = Mode.clean,
     checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="auto (best, else last) | best | last.")] = Checkpoint.auto,
     device: Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)] = "auto",
-    batch: Annotated[int, typer.Option("--batch", help="Clips streamed side by side.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips streamed side by side.")] = 8,
+    old_batch: OldBatchOpt = None,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples for the 95% CIs.")] = 1000,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -110,13 +119,14 @@ def evaluate(
     from gdkvm.engine.evaluate import evaluate_run, find_eval_store
     from gdkvm.engine.inference import precision_name
 
+    batch_size = renamed_option("--batch-size", batch_size, 8, "--batch", old_batch)
     device = check_device_name(device)
     start_long_command(device, lambda dev: precision_name(dev, True), threads)  # checks CUDA before any work
     found = find_eval_store(run, data)
     console.print(found.line(), soft_wrap=True, markup=False, highlight=False)
     with progress_callback(f"evaluate {split.value}") as update:
         result = evaluate_run(run, split.value, data=found, mode=mode.value, checkpoint=checkpoint.value,
-                              device=device, batch=batch, n_boot=n_boot,
+                              device=device, batch=batch_size, n_boot=n_boot,
                               progress=lambda done, total: update(done, total))
     from gdkvm.engine.evaluate import _json_safe
 

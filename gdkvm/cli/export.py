@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gdkvm.cli.common import console
+from gdkvm.cli.common import OldBatchOpt, console, renamed_option
 
 
 class Format(str, Enum):
@@ -23,7 +23,8 @@ def export(
     fmt: Annotated[Format, typer.Option("--format", help="torchscript (torch.jit.trace) | onnx (torch.onnx.export).")] = Format.torchscript,
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="Run checkpoint: auto (best, else last) | best | last.")] = "auto",
     size: Annotated[int | None, typer.Option("--size", help="Frame size (px) of the step (default: the training size).")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Batch of the step (fixed in the graph).")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch of the step (fixed in the graph).")] = 1,
+    old_batch: OldBatchOpt = None,
 ) -> None:
     """Export one streaming step: (frame, *state) -> (logits, *new_state), shapes fixed, state starts at zeros.
 
@@ -41,6 +42,7 @@ def export(
     from gdkvm.models.weights import load_model
     from gdkvm.predict.segmenter import _run_variant, checkpoint_input_size, find_checkpoint, training_size
 
+    batch = renamed_option("--batch-size", batch_size, 1, "--batch", old_batch)
     if (run is None) == (weights is None):
         raise ConfigError("give exactly one of --run RUN or --weights FILE")
     if run is not None:

@@ -43,7 +43,7 @@ def test_fps_writes_csv_and_warns_about_graphs_on_cpu(tmp_path):
             "2",
             "--warmup",
             "0",
-            "--batch",
+            "--batch-sizes",
             "1",
             "--dtype",
             "fp32",
@@ -122,7 +122,10 @@ def test_kernels_writes_csv(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["fps", "--batch", "0"], "--batch: every value must be >= 1"),
+        (["fps", "--batch-sizes", "0"], "--batch-sizes: every value must be >= 1"),
+        (["fps", "--batch", "0"], "--batch-sizes: every value must be >= 1"),  # the old spelling still works
+        (["fps", "--batch", "2", "--batch-sizes", "4"], "--batch is the old spelling of --batch-sizes"),
+        (["scaling", "--batch", "2", "--batch-size", "4"], "--batch is the old spelling of --batch-size"),
         (["fps", "--dtype", "fp64"], "unknown dtype 'fp64'"),
         (["fps", "--size", "50"], "--size: must be a positive multiple of 16"),
         (["fps", "--native-size", "1x2x3"], "--native-size: expected HxW"),

@@ -66,7 +66,7 @@ def test_python_dash_m_gdkvm_runs_the_cli():
     proc = subprocess.run([sys.executable, "-m", "gdkvm", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert __version__ in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "gdkvm", "bench", "fps", "--batch", "x"],
+    proc = subprocess.run([sys.executable, "-m", "gdkvm", "bench", "fps", "--batch-sizes", "x"],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
 
@@ -103,7 +103,7 @@ def test_debug_flag_works_after_the_command():
     assert hoist_debug_flag(["gdkvm", "bench", "fps", "--debug"]) == ["gdkvm", "--debug", "bench", "fps"]
     assert hoist_debug_flag(["gdkvm", "train", "--", "--debug"]) == ["gdkvm", "train", "--", "--debug"]
     assert hoist_debug_flag(["gdkvm", "variants"]) == ["gdkvm", "variants"]
-    proc = subprocess.run([sys.executable, "-m", "gdkvm", "bench", "fps", "--batch", "x", "--debug"],
+    proc = subprocess.run([sys.executable, "-m", "gdkvm", "bench", "fps", "--batch-sizes", "x", "--debug"],
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr
