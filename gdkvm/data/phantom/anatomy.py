@@ -186,6 +186,10 @@ def tissue_maps(anat: ViewAnatomy, st: FrameState, u: np.ndarray, z: np.ndarray,
     upto_base = z <= length
     cav = upto_base & (z >= np.float32(tb.floor_mm)) & (np.abs(u - c) <= h)
     myo = upto_base & (np.abs(u - ce) <= he) & ~cav
+    oblique = not anat.plane.neutral
+    if oblique:  # rows of a foreshortened plane that pass beside the apex: no chord (h = 0) means no tissue
+        cav &= h > 0
+        myo &= he > 0
     beyond = ~upto_base
     la_q = _ellipse_q(u, z, st.la_uc, st.la_zc, st.la_r, st.la_c)
     la = beyond & (la_q <= 1.0)
@@ -209,6 +213,8 @@ def tissue_maps(anat: ViewAnatomy, st: FrameState, u: np.ndarray, z: np.ndarray,
     else:
         cpi, hpi, cpo, hpo = tb.sample(where, (PERI_IN_C, PERI_IN_H, PERI_OUT_C, PERI_OUT_H))
     peri = (np.abs(u - cpo) <= hpo) & (np.abs(u - cpi) > hpi) & (z <= length + 3.0)
+    if oblique:
+        peri &= hpo > 0
     _paint(echo, peri, e.pericardium)
     # left atrium wall
     la_wall = beyond & _band(la_q, 2.5 / st.la_r) & ~la
