@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from gdkvm.errors import ConfigError, unknown_name
 from gdkvm.models.backbone import BackboneName, ResNetTrunk
 from gdkvm.models.config import PRESETS
-from gdkvm.models.gdkvm import IMAGENET_MEAN, IMAGENET_STD, Stepper, frame_features, run_clip
+from gdkvm.models.gdkvm import IMAGENET_MEAN, IMAGENET_STD, STRIDE, Stepper, frame_features, run_clip
+from gdkvm.models.interface import SegmentationModelBase, state_element_bytes
 from gdkvm.models.modules import FeatureFusion, UpsampleBlock, others_of, per_object, soft_aggregate
 from gdkvm.models.registry import VariantSpec, register_variant
 
@@ -130,7 +131,7 @@ class STMState:
     frames: int = 0
 
 
-class STM(nn.Module):
+class STM(SegmentationModelBase):
     """Space-time memory network with GDKVM's model interface.
 
     Args:
@@ -138,7 +139,9 @@ class STM(nn.Module):
         variant: the registry name it was built as (recorded in checkpoints), if any.
 
     ``model(clip)`` with clip (B, T, 1, H, W), float in [0, 1], H and W divisible by 16, returns logits
-    (B, T, O + 1, H, W), channel 0 being the background; ``model.stepper()`` streams frames.
+    (B, T, O + 1, H, W), channel 0 being the background; ``model.stepper()`` streams frames. Declared
+    capabilities (:class:`gdkvm.models.interface.SegmentationModel`): a growing state, no memory rule
+    module (``memory_name`` is ``"-"``), no CUDA-graph step.
     """
 
     def __init__(self, config: STMConfig, variant: str | None = None):
@@ -164,6 +167,24 @@ class STM(nn.Module):
         self.pred = nn.Conv2d(d4, 1, kernel_size=3, padding=1)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ declared interface
+    @property
+    def constant_state(self) -> bool:
+        """False: the bank keeps the keys and values of every written frame."""
+        return False
+
+    @property
+    def freezes_batchnorm(self) -> bool:
+        """``config.freeze_bn``."""
+        return bool(self.config.freeze_bn)
+
+    def state_growth_bytes(self, batch: int, height: int, width: int, dtype: torch.dtype = torch.float32) -> int:
+        """Bytes one written frame (B, 1, height, width) adds to the bank: its keys (Ck, shared by objects)
+        and one value map (Cv) per object at every stride-16 pixel, in ``dtype`` promoted to at least fp32."""
+        cfg = self.config
+        pixels = (height // STRIDE) * (width // STRIDE)
+        return batch * pixels * (cfg.key_dim + self.num_objects * cfg.value_dim) * state_element_bytes(dtype)
 
     # ------------------------------------------------------------------ stages
     def encode_image(self, image: Tensor) -> STMFeatures:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from gdkvm.errors import ConfigError, GdkvmError, unknown_name
 from gdkvm.models.config import PRESETS
 from gdkvm.models.gdkvm import check_clip, check_frame, prompt_masks
+from gdkvm.models.interface import SegmentationModelBase
 from gdkvm.models.modules import soft_aggregate
 from gdkvm.models.registry import VariantSpec, register_variant
 
@@ -97,7 +98,7 @@ class UpStage(nn.Module):
         return self.conv(torch.cat([skip, self.up(x)], dim=1))
 
 
-class UNet(nn.Module):
+class UNet(SegmentationModelBase):
     """Frame-wise U-Net with GDKVM's model interface.
 
     Args:
@@ -105,8 +106,12 @@ class UNet(nn.Module):
         variant: the registry name it was built as (recorded in checkpoints), if any.
 
     ``model(clip)`` with clip (B, T, 1, H, W), float in [0, 1], H and W divisible by 16, returns logits
-    (B, T, O + 1, H, W), channel 0 being the background; ``model.stepper()`` streams frames.
+    (B, T, O + 1, H, W), channel 0 being the background; ``model.stepper()`` streams frames. Declared
+    capabilities (:class:`gdkvm.models.interface.SegmentationModel`): frame-wise, no state, no memory rule.
     """
+
+    #: every frame is segmented on its own
+    frame_wise = True
 
     def __init__(self, config: UNetConfig, variant: str | None = None):
         super().__init__()

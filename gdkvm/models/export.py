@@ -105,7 +105,7 @@ def step_module(model: nn.Module, size: int, batch: int = 1) -> tuple[StreamingS
         raise ConfigError(f"export supports the GDKVM variants (see `gdkvm variants`); "
                           f"{type(model).__name__} carries another state")
     rule = model.config.memory_rule
-    if not model.memory.constant_state:
+    if not model.constant_state:
         raise ConfigError(f"memory rule '{rule}' cannot be exported as a fixed-shape step: its state grows "
                           "with every frame (keys and values of all past frames)")
     if size < STRIDE or size % STRIDE:
@@ -120,7 +120,7 @@ def step_module(model: nn.Module, size: int, batch: int = 1) -> tuple[StreamingS
     step = StreamingStep(model, names).eval()
     tensors = step.pack(state)
     spec = StepSpec(
-        variant=getattr(model, "variant", None) or "", memory_rule=rule, batch=batch, size=size,
+        variant=model.variant or "", memory_rule=rule, batch=batch, size=size,
         num_objects=model.num_objects, state_names=names, state_shapes=[list(t.shape) for t in tensors],
         inputs=["frame", *[f"state.{n}" for n in names]], outputs=["logits", *[f"next.{n}" for n in names]],
     )

@@ -38,8 +38,9 @@ from torch import Tensor, nn
 from gdkvm.errors import GdkvmError
 from gdkvm.models.backbone import ResNetTrunk
 from gdkvm.models.config import ModelConfig
+from gdkvm.models.interface import SegmentationModelBase, state_element_bytes
 from gdkvm.models.kpff import KPFF
-from gdkvm.models.memory import build_memory
+from gdkvm.models.memory import MemoryRule, build_memory
 from gdkvm.models.modules import MaskDecoder, PixelFuser, ValueEncoder, soft_aggregate
 from gdkvm.models.transformer import ObjectSummarizer, ObjectTransformer
 
@@ -168,7 +169,7 @@ def prompt_masks(mask: object, batch: int, num_objects: int, size: tuple[int, in
     return mask
 
 
-class GDKVM(nn.Module):
+class GDKVM(SegmentationModelBase):
     """GDKVM: a linear key-value memory network for echocardiography video segmentation.
 
     Args:
@@ -176,7 +177,8 @@ class GDKVM(nn.Module):
         variant: the registry name it was built as (recorded in checkpoints), if any.
 
     ``model(clip)`` with clip (B, T, 1, H, W), float in [0, 1], H and W divisible by 16, returns logits
-    (B, T, O + 1, H, W), channel 0 being the background; ``model.stepper()`` streams frames.
+    (B, T, O + 1, H, W), channel 0 being the background; ``model.stepper()`` streams frames. It implements
+    :class:`gdkvm.models.interface.SegmentationModel`; its memory rule decides the state's capabilities.
     """
 
     def __init__(self, config: ModelConfig, variant: str | None = None):
@@ -210,6 +212,38 @@ class GDKVM(nn.Module):
         self.decoder = MaskDecoder(cfg.embed_dim, (c8, c4), cfg.decoder_dims, cfg.sensory_dim)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ declared interface
+    @property
+    def memory_module(self) -> MemoryRule:
+        """The memory rule (``config.memory_rule``)."""
+        return self.memory
+
+    @property
+    def freezes_batchnorm(self) -> bool:
+        """``config.freeze_bn``."""
+        return bool(self.config.freeze_bn)
+
+    @property
+    def graph_capture_blocker(self) -> str:
+        """Empty when a frame step can be captured as a CUDA graph; else why not (a growing memory, or the
+        memory rule's own ``graph_capture_blocker``)."""
+        memory = self.memory
+        if not memory.constant_state:
+            return f"CUDA graphs need a constant-size memory ({memory.name} grows every frame)"
+        if memory.graph_capture_blocker:
+            return f"CUDA graphs with the {memory.name} memory: {memory.graph_capture_blocker}"
+        return ""
+
+    def state_growth_bytes(self, batch: int, height: int, width: int, dtype: torch.dtype = torch.float32) -> int:
+        """Bytes the state grows by per frame (B, 1, height, width): 0 for a constant-size memory; the growing
+        rule (softmax) appends the frame's keys (Ck) and values (Cv) of every pixel of the stride-16 grid,
+        per object, in ``dtype`` promoted to at least fp32."""
+        if self.memory.constant_state:
+            return 0
+        pixels = (height // STRIDE) * (width // STRIDE)
+        cfg = self.config
+        return batch * self.num_objects * pixels * (cfg.key_dim + cfg.value_dim) * state_element_bytes(dtype)
 
     # ------------------------------------------------------------------ stages
     def encode_image(self, image: Tensor) -> ImageFeatures:

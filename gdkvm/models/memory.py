@@ -116,6 +116,22 @@ class MemoryRule(nn.Module):
         """Bytes held by the state's tensors."""
         return sum(t.numel() * t.element_size() for t in state.values())
 
+    def gate_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters producing each gate, ``{"alpha": [...], "beta": [...]}``, for gradient statistics.
+
+        A rule's gates live in its child module ``gates`` (:mod:`gdkvm.models.memory_gates`): alpha comes
+        from ``a_proj``, ``A_log`` and ``dt_bias``, beta from ``b_proj``. Empty for rules without gates.
+        """
+        gates = dict(self.named_children()).get("gates")
+        if gates is None:
+            return {}
+        out: dict[str, list[nn.Parameter]] = {}
+        for label, sources in (("alpha", ("a_proj", "A_log", "dt_bias")), ("beta", ("b_proj",))):
+            params = [p for n, p in gates.named_parameters() if n.partition(".")[0] in sources]
+            if params:
+                out[label] = params
+        return out
+
     def extra_repr(self) -> str:
         return f"name={self.name}, key_dim={self.key_dim}, value_dim={self.value_dim}, heads={self.heads}"
 

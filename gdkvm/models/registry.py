@@ -9,7 +9,8 @@ e.g. baselines registering from their own modules)::
     def my_unet() -> VariantSpec:          # registered as "my-unet"
         return VariantSpec(name="my-unet", description="...", builder=build_my_unet)
 
-``build_model("full", preset="paper")`` builds the network; ``list_variants()`` lists the names.
+``build_model("full", preset="paper")`` builds the network; ``list_variants()`` lists the names. Every
+built model must implement :class:`gdkvm.models.interface.SegmentationModel` (checked on build).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch import nn
 
 from gdkvm.errors import ConfigError, unknown_name
 from gdkvm.models.config import PRESETS, ModelConfig, preset_config
+from gdkvm.models.interface import check_model
 
 __all__ = [
     "PRESETS",
@@ -160,18 +162,22 @@ def build_model(variant: str, preset: str = "tiny", **overrides: Any) -> nn.Modu
     """Build variant ``variant`` at size ``preset`` (``paper`` or ``tiny``), randomly initialised.
 
     GDKVM variants return a :class:`gdkvm.models.gdkvm.GDKVM` whose ``variant`` attribute is set;
-    ``overrides`` are ModelConfig fields (e.g. ``num_objects=3``, ``decay_form="official"``).
+    ``overrides`` are ModelConfig fields (e.g. ``num_objects=3``, ``decay_form="official"``). A model that
+    does not implement :class:`gdkvm.models.interface.SegmentationModel` is a one-line ConfigError naming
+    its class and the missing member.
     """
     spec = get_variant(variant)
     if preset not in PRESETS:
         raise unknown_name("preset", preset, PRESETS)
     if spec.builder is not None:
         model = spec.builder(preset=preset, **overrides)
-        model.variant = variant
-        return model
-    from gdkvm.models.gdkvm import GDKVM
+    else:
+        from gdkvm.models.gdkvm import GDKVM
 
-    return GDKVM(model_config(variant, preset, **overrides), variant=variant)
+        model = GDKVM(model_config(variant, preset, **overrides))
+    check_model(model)
+    model.variant = variant
+    return model
 
 
 def count_model_parameters(variant: str, preset: str = "tiny", **overrides: Any) -> int:

@@ -37,6 +37,7 @@ from gdkvm import __version__
 from gdkvm.config import from_dict, to_dict
 from gdkvm.errors import ConfigError, DataError, GdkvmError
 from gdkvm.models.backbone import ResNetTrunk, architecture_signature, trunk_signature, widen_first_conv
+from gdkvm.models.interface import check_model
 from gdkvm.utils.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "gdkvm-checkpoint/1"
@@ -332,13 +333,13 @@ def _parse_config(config_cls: type, raw: str, path: Path) -> Any:
 def save_checkpoint(model: nn.Module, path: str | Path, extra_metadata: Mapping[str, Any] | None = None) -> Path:
     """Write ``model``'s weights, config and code version to a safetensors file, atomically.
 
-    ``model`` must carry a dataclass ``config`` (GDKVM does) so it can be rebuilt by :func:`load_model`.
+    ``model`` must implement :class:`gdkvm.models.interface.SegmentationModel` (its dataclass ``config``
+    rebuilds it in :func:`load_model`); otherwise a one-line ConfigError names the missing member.
     ``extra_metadata`` values are stored as strings (JSON for non-strings); reserved keys are refused.
     """
     path = Path(path)
-    config = getattr(model, "config", None)
-    if config is None:
-        raise ConfigError(f"{type(model).__name__}: cannot checkpoint a model without a dataclass 'config'")
+    check_model(model)
+    config = model.config
     metadata = {
         "format": CHECKPOINT_FORMAT,
         "gdkvm_version": __version__,
@@ -346,7 +347,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, extra_metadata: Mapping[
         "model_class": _qualname(model),
         "config_class": _qualname(config),
         "config": json.dumps(to_dict(config), sort_keys=True),
-        "variant": getattr(model, "variant", None) or "",
+        "variant": model.variant or "",
     }
     for key, value in (extra_metadata or {}).items():
         if key in _RESERVED:
