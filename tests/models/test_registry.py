@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +12,7 @@ from gdkvm.errors import ConfigError
 from gdkvm.models import registry
 from gdkvm.models.config import PRESETS, preset_config
 from gdkvm.models.gdkvm import GDKVM
+from gdkvm.models.interface import SegmentationModelBase
 from gdkvm.models.registry import (
     VariantSpec,
     build_model,
@@ -86,10 +89,33 @@ def test_unknown_names_list_valid_ones():
     assert PRESETS == ("paper", "tiny", "small")
 
 
-class _Constant(nn.Module):
+@dataclasses.dataclass(frozen=True)
+class _ConstantConfig:
+    width: int
+
+
+class _ConstantStepper:
+    frames = 0
+
+    def reset(self) -> None: ...
+
+    def step(self, frame, first_frame_mask=None): ...
+
+    def state_bytes(self) -> int:
+        return 0
+
+
+class _Constant(SegmentationModelBase):
+    """A stand-in model with the declared interface (the registry checks every model it builds)."""
+
     def __init__(self, width: int):
         super().__init__()
+        self.config = _ConstantConfig(width)
+        self.num_objects = 1
         self.conv = nn.Conv2d(1, width, 1)
+
+    def stepper(self) -> _ConstantStepper:
+        return _ConstantStepper()
 
 
 def test_other_modules_can_register_builders():
