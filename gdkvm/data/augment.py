@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +68,8 @@ class AugmentConfig:
                                    self.p_dropout))
 
 
-AUGMENT_PROFILES: tuple[str, ...] = ("paper", "robust")
+AugmentProfile = Literal["paper", "robust"]
+AUGMENT_PROFILES: tuple[str, ...] = get_args(AugmentProfile)
 
 
 def augment_profile(name: str) -> AugmentConfig:

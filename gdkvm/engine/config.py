@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from gdkvm.config import from_dict, load_yaml, to_dict
 from gdkvm.errors import ConfigError
@@ -20,9 +20,9 @@ Supervision = Literal["ends", "full"]
 DeviceName = str  # auto | cpu | cuda | cuda:N, checked by gdkvm.utils.device.check_device_name
 Schedule = Literal["constant", "cosine"]
 
-SUPERVISIONS: tuple[str, ...] = ("ends", "full")
+SUPERVISIONS: tuple[str, ...] = get_args(Supervision)
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N")
-SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,9 @@ from gdkvm.errors import ConfigError, DataError, GdkvmError, unknown_name
 from gdkvm.utils.atomic import atomic_dir
 
 MODES: tuple[str, ...] = ("clean", "memsam", "gdkvm-legacy")
-CHECKPOINT_CHOICES: tuple[str, ...] = ("auto", "best", "last")
+#: Which checkpoint of a run: best (validation Dice), last, or auto (best, else last).
+CheckpointChoice = Literal["auto", "best", "last"]
+CHECKPOINT_CHOICES: tuple[str, ...] = get_args(CheckpointChoice)
 
 FRAME_COLUMNS: tuple[str, ...] = (
     "case_id", "patient", "view", "video", "frame", "source_frame", "phase",

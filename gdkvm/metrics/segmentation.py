@@ -25,7 +25,7 @@ All modes share the surface definition of :mod:`gdkvm.metrics.surface`. See ``do
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,7 @@ from gdkvm.metrics.surface import (
 )
 
 Mode = Literal["clean", "memsam", "gdkvm-legacy"]
-MODES: tuple[str, ...] = ("clean", "memsam", "gdkvm-legacy")
+MODES: tuple[str, ...] = get_args(Mode)
 
 #: Probability threshold per mode; a pixel is foreground when ``prob > threshold`` (strict).
 THRESHOLDS: dict[str, float] = {"clean": 0.5, "memsam": 0.6, "gdkvm-legacy": 0.5}

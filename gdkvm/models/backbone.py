@@ -11,12 +11,10 @@ the 3x3 convolution (torchvision's "ResNet v1.5").
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-BackboneName = Literal["resnet18", "resnet50"]
+from gdkvm.models.config import BackboneName
 
 # Blocks per stage for layer1..layer3 (layer4 is never built).
 _DEPTHS: dict[str, tuple[int, int, int]] = {"resnet18": (2, 2, 2), "resnet50": (3, 4, 6)}

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from gdkvm.errors import ConfigError, unknown_name
 
-PRESETS: tuple[str, ...] = ("paper", "tiny", "small")
+PresetName = Literal["paper", "tiny", "small"]
+PRESETS: tuple[str, ...] = get_args(PresetName)
 
+#: The encoder trunks (:mod:`gdkvm.models.backbone`); the one definition of the name set.
 BackboneName = Literal["resnet18", "resnet50"]
-KEY_SCALES: tuple[str, ...] = ("sqrt-pixels", "frobenius", "none")
-STEP_ORDERS: tuple[str, ...] = ("paper", "read-first")
+KeyScale = Literal["sqrt-pixels", "frobenius", "none"]
+KEY_SCALES: tuple[str, ...] = get_args(KeyScale)
+StepOrder = Literal["paper", "read-first"]
+STEP_ORDERS: tuple[str, ...] = get_args(StepOrder)
+DecayForm = Literal["exp", "official"]
+DECAY_FORMS: tuple[str, ...] = get_args(DecayForm)
 
 
 _TRUE = ("true", "yes", "1")
@@ -45,18 +51,18 @@ class ModelConfig:
 
     # memory
     memory_rule: str = "gdr"
-    decay_form: Literal["exp", "official"] = "exp"
+    decay_form: DecayForm = "exp"
     # "sqrt-pixels": keys enter the linear/delta/gdr memory scaled by 1/sqrt(N) (N pixels per frame), so
     # K^T K has spectral norm <= 1 (the delta erase stays a contraction) and the readout is a pixel average;
     # "none": the paper's Eqs. 3-5 summed over pixels as written (unstable beyond a few pixels: see docs/model.md).
     # "frobenius": keys scaled by 1 / ||K_t||_F per frame (also makes the erase a contraction, without
     # tying the scale to the pixel count).
-    key_scale: Literal["sqrt-pixels", "frobenius", "none"] = "sqrt-pixels"
+    key_scale: KeyScale = "sqrt-pixels"
     # order of one frame's memory steps. "paper" (Sec. 3.1, Eq. 3, and the released code): encode the value
     # from the frame's image and the *previous* frame's mask, write S_t, then read S_t with the same key K_t.
     # "read-first" (gdkvm before 0.2): read S_{t-1} with K_t, segment, then encode the value from the
     # frame's own prediction and write.
-    step_order: Literal["paper", "read-first"] = "paper"
+    step_order: StepOrder = "paper"
     memory_heads: int = 8
     key_dim: int = 64
     value_dim: int = 256
@@ -95,12 +101,12 @@ class ModelConfig:
             raise ConfigError(f"model config: key_scale {self.key_scale!r} is not one of {list(KEY_SCALES)}")
         if self.step_order not in STEP_ORDERS:
             raise ConfigError(f"model config: step_order {self.step_order!r} is not one of {list(STEP_ORDERS)}")
-        if self.decay_form not in ("exp", "official"):
-            raise ConfigError(f"model config: decay_form {self.decay_form!r} is not one of ['exp', 'official']")
+        if self.decay_form not in DECAY_FORMS:
+            raise ConfigError(f"model config: decay_form {self.decay_form!r} is not one of {list(DECAY_FORMS)}")
         for name in ("key_backbone", "value_backbone"):
-            if getattr(self, name) not in ("resnet18", "resnet50"):
+            if getattr(self, name) not in get_args(BackboneName):
                 raise ConfigError(
-                    f"model config: {name} {getattr(self, name)!r} is not one of ['resnet18', 'resnet50']"
+                    f"model config: {name} {getattr(self, name)!r} is not one of {list(get_args(BackboneName))}"
                 )
         positive = (
             "memory_heads key_dim value_dim key_backbone_width value_backbone_width pixel_dim "
