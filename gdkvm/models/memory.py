@@ -311,12 +311,18 @@ class KalmanMemory(MemoryRule):
     """``gka``: gated-KalmaNet block ridge regression over all past frames (gka.md §5).
 
     ``H_t = gamma_t H_{t-1} + K^T W K``, ``M_t = gamma_t M_{t-1} + K^T W V`` per head; read
-    ``Y = s (Q + alpha (Q A^-1 - Q)) M`` with ``A = H + a ||H||_F I``, then the per-head RMSNorm of
-    gka.md 5.7 (the official layer's output norm): ``O_h = Y_h / sqrt(mean_d Y_h^2 + norm_eps) * w``,
-    ``w [Dv]`` learned (init 1), shared by the heads as in the official ``RMSNorm(head_dim)``. The
-    ridge branch ``Q A^-1 M`` is invariant to the scale of the write weights but the alpha = 0 branch
-    ``Q M`` grows with N times the sum of the decays; the norm keeps the readout's scale fixed.
-    Keys and queries are L2-normalised per pixel inside ``read`` / ``write``. Gates: :class:`FrameGates`.
+    ``Y = s (alpha Q A^-1 + (1 - alpha) Q / ||H||_F) M`` with ``A = H + a ||H||_F I``, then the per-head
+    RMSNorm of gka.md 5.7 (the official layer's output norm): ``O_h = Y_h / sqrt(mean_d Y_h^2 + norm_eps)
+    * w``, ``w [Dv]`` learned (init 1), shared by the heads as in the official ``RMSNorm(head_dim)``.
+    The ridge branch ``Q A^-1 M`` is invariant to the scale of the write weights, but the plain linear
+    readout ``Q M`` grows with N times the sum of the decays (gka.md 5.7) and, mixed as is, outweighs the
+    ridge prediction whatever alpha says (about 20x its size at init with 256 pixels a frame). So the
+    linear branch is divided by ``sqrt(||H||_F^2 + eps^2)`` (= lambda / a, the same write mass the
+    regulariser uses): both branches are then scale-invariant, the linear one at most the ridge one's
+    size for any key spectrum (equal for rank-1 keys, 1/sqrt(Ck) of it for isotropic keys), and alpha
+    (about 0.88 at init) makes the ridge prediction dominate, as the spec intends. The output norm then
+    fixes the readout's scale. Keys and queries are L2-normalised per pixel inside ``read`` /
+    ``write``. Gates: :class:`FrameGates`.
 
     Options: ``ridge`` (a, 0.02), ``scale`` (s, default ``Ck ** -0.5``), ``eps`` (1e-6: norm floor,
     beta offset, L2 eps), ``mix_bias_init`` (2.0), ``output_norm`` (True; False gives the raw ``Y``),
@@ -368,6 +374,24 @@ class KalmanMemory(MemoryRule):
             y = y * torch.rsqrt(y.square().mean(dim=-1, keepdim=True) + self.norm_eps)
             return (y * self.norm_weight.to(y.dtype)).reshape(b, nq, self.value_dim)
 
+    def linear_branch(self, hess: Tensor, moment: Tensor, query: Tensor) -> Tensor:
+        """The normalised linear readout ``s Q M / sqrt(||H||_F^2 + eps^2)`` per head: H ``[B, H, Ck, Ck]``,
+        M ``[B, H, Ck, Dv]``, L2-normalised query ``[B, Nq, Ck]`` -> ``[B, Nq, H*Dv]`` in at least fp32.
+        Exactly zero for the empty memory (M = 0)."""
+        b, nq, _ = query.shape
+        dt = torch.promote_types(hess.dtype, torch.float32)
+        with torch.autocast(device_type=hess.device.type, enabled=False):
+            mass = torch.sqrt(hess.to(dt).square().sum(dim=(-2, -1)) + self.eps**2)  # [B, H]
+            out = torch.einsum("bnk,bhkv->bnhv", query.to(dt), moment.to(dt)) / mass[:, None, :, None]
+        return (self.scale * out).reshape(b, nq, self.value_dim)
+
+    def mix_branches(self, ridge: Tensor, linear: Tensor, alpha: Tensor) -> Tensor:
+        """``alpha * ridge + (1 - alpha) * linear``: readouts ``[B, Nq, H*Dv]``, alpha ``[B, H, Nq]``."""
+        b, nq, _ = ridge.shape
+        a = alpha.transpose(1, 2).unsqueeze(-1).to(ridge.dtype)  # [B, Nq, H, 1]
+        mixed = a * ridge.view(b, nq, self.heads, -1) + (1 - a) * linear.view(b, nq, self.heads, -1)
+        return mixed.reshape(b, nq, self.value_dim)
+
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype = torch.float32) -> State:
         dt = torch.promote_types(dtype, torch.float32)
         h, ck = self.heads, self.key_dim
@@ -398,9 +422,8 @@ class KalmanMemory(MemoryRule):
         q = self._unit(query)
         alpha = self.gates.readout_mix(q)
         self.last_gate_stats["readout_mix_mean"] = alpha.detach().float().mean()
-        return self.normalise_heads(
-            kernels.gka_read(state["H"], state["M"], q, alpha, ridge=self.ridge, scale=self.scale, eps=self.eps)
-        )
+        ridge = kernels.gka_read(state["H"], state["M"], q, None, ridge=self.ridge, scale=self.scale, eps=self.eps)
+        return self.normalise_heads(self.mix_branches(ridge, self.linear_branch(state["H"], state["M"], q), alpha))
 
     def write(self, state: State, key: Tensor, value: Tensor) -> State:
         self._check_kv(key, value, state["H"].shape[0])
@@ -428,13 +451,14 @@ class KalmanMemory(MemoryRule):
             q,
             weight,
             gamma,
-            alpha,
+            None,  # the pure ridge prediction; mixed with the normalised linear branch below
             ridge=self.ridge,
             scale=self.scale,
             eps=self.eps,
         )
         assert readout is not None
-        return self.normalise_heads(readout), {"H": new_h, "M": new_m}
+        mixed = self.mix_branches(readout, self.linear_branch(new_h, new_m, q), alpha)
+        return self.normalise_heads(mixed), {"H": new_h, "M": new_m}
 
 
 class SoftmaxMemory(MemoryRule):

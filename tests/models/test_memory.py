@@ -531,10 +531,12 @@ def test_gka_matches_direct_ridge_solve():
                         w = torch.diag(weights[tau][bi, hi])
                         hess = hess + eta * k.T @ w @ k
                         mom = mom + eta * v.T @ w @ k
-                    lam = 0.02 * torch.linalg.matrix_norm(hess)
-                    x = torch.linalg.solve(hess + lam * torch.eye(ck, dtype=F64), q[bi].T).T
-                    q_mix = q[bi] + alpha[bi, hi][:, None] * (x - q[bi])
-                    y = ck**-0.5 * q_mix @ mom.T  # [N, Dv]: the raw readout of gka.md 5.4
+                    mass = torch.linalg.matrix_norm(hess)
+                    x = torch.linalg.solve(hess + 0.02 * mass * torch.eye(ck, dtype=F64), q[bi].T).T
+                    # the ridge prediction mixed with the linear readout divided by ||H||_F
+                    a = alpha[bi, hi][:, None]
+                    q_mix = a * x + (1 - a) * q[bi] / mass
+                    y = ck**-0.5 * q_mix @ mom.T  # [N, Dv]: the raw readout
                     # gka.md 5.7: per-head RMSNorm of the readout (weight at its init, 1)
                     y = y / torch.sqrt(y.square().mean(dim=-1, keepdim=True) + 1e-6)
                     expected[bi, :, hi * dv : (hi + 1) * dv] = y
@@ -559,22 +561,29 @@ def test_gka_readout_is_rms_normalised_per_head():
     for t in range(3):
         state = rule.write(state, keys[t], values[t])
     out = rule.read(state, queries[0])
-    y = raw.read(state, queries[0])  # same gates (same seed): the raw readout s Q~ M
+    y = raw.read(state, queries[0])  # same gates (same seed): the raw mixed readout
     rms = out.view(b, n, h, cv // h).square().mean(-1).sqrt()
-    torch.testing.assert_close(rms, torch.ones_like(rms), rtol=1e-3, atol=0)  # up to the norm's eps
+    ms = y.view(b, n, h, cv // h).square().mean(-1)
+    torch.testing.assert_close(rms, torch.sqrt(ms / (ms + 1e-6)), rtol=1e-9, atol=0)  # 1 up to the norm's eps
+    assert float(rms.detach().median()) > 0.999
     y_heads = y.view(b, n, h, cv // h)
     expected = y_heads / torch.sqrt(y_heads.square().mean(-1, keepdim=True) + 1e-6)
     torch.testing.assert_close(out, expected.reshape(b, n, cv), rtol=1e-12, atol=1e-12)
-    # the raw readout grows with the memory (the alpha = 0 branch Q M sums over every written pixel)
+    # writing every pixel twice doubles H and M: both branches (the ridge one and the linear one divided
+    # by ||H||_F) and so the raw readout are unchanged, while the unnormalised Q M doubles
     state2 = rule.init_state(b, CPU, F64)
     for t in range(3):
         state2 = rule.write(state2, torch.cat([keys[t]] * 2, 1), torch.cat([values[t]] * 2, 1))
-    assert raw.read(state2, queries[0]).norm() > 1.2 * y.norm()
+    torch.testing.assert_close(raw.read(state2, queries[0]), y, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(state2["M"], 2 * state["M"], rtol=1e-9, atol=1e-12)
     assert 0.99 < rule.read(state2, queries[0]).norm() / out.norm() < 1.01
     # scaling the moments (values at fixed gates) by c scales the raw readout by c, not the normalised one
     state3 = {"H": state["H"], "M": 50.0 * state["M"]}
     torch.testing.assert_close(raw.read(state3, queries[0]), 50.0 * y, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(rule.read(state3, queries[0]), out, rtol=1e-3, atol=1e-4)
+    y50 = 50.0 * y_heads
+    normalised50 = y50 / torch.sqrt(y50.square().mean(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(rule.read(state3, queries[0]), normalised50.reshape(b, n, cv), rtol=1e-12, atol=1e-12)
+    assert (rule.read(state3, queries[0]) - out).norm() < 1e-2 * out.norm()
     # the learned weight scales every head's channels alike
     with torch.no_grad():
         rule.norm_weight.mul_(3.0)
@@ -663,3 +672,39 @@ def test_gdr_single_pixel_matches_fla_naive():
     torch.testing.assert_close(ours.float(), o_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(state["S"].float(), s_ref, rtol=1e-5, atol=1e-5)
     assert o_ref.abs().max() > 0.1
+
+
+def test_gka_ridge_branch_dominates_the_readout_at_init():
+    """gka.md 5.7: the ridge prediction is scale-free but the plain linear readout Q M grows with the
+    pixels written, so mixed as is it outweighs the ridge prediction. Measured at init at the paper
+    sizes (Ck 64, Cv 256, 8 heads, 256 pixels a frame, 3 frames): the mixed-in linear branch
+    (1 - alpha) * lin must stay below the mixed-in ridge branch alpha * ridge for every head."""
+    from gdkvm import kernels
+
+    ck, cv, h, n, b = 64, 256, 8, 256, 1
+    rule = _rule("gka", ck=ck, cv=cv, heads=h, seed=14)
+    keys, values, queries = _frames(33, b, 4, n, ck, cv)
+    state = rule.init_state(b, CPU, F64)
+    for t in range(3):
+        state = rule.write(state, keys[t], values[t])
+    q = F.normalize(queries[3], dim=-1)
+    alpha = rule.gates.readout_mix(q).detach()  # [B, H, N], about sigmoid(2) = 0.88 at init
+    a = alpha.transpose(1, 2).unsqueeze(-1)
+    with torch.no_grad():
+        ridge = kernels.gka_read(state["H"], state["M"], q, None, ridge=rule.ridge, scale=rule.scale)
+        lin = rule.linear_branch(state["H"], state["M"], q)
+        raw_lin = rule.scale * torch.einsum("bnk,bhkv->bnhv", q, state["M"])  # Q M without the 1/||H||_F
+    heads = lambda x: x.reshape(b, n, h, -1)  # noqa: E731
+    per_head = lambda x: x.square().sum(dim=(0, 1, 3)).sqrt()  # noqa: E731  Frobenius norm per head
+    ridge_part = per_head(a * heads(ridge))
+    lin_part = per_head((1 - a) * heads(lin))
+    raw_part = per_head((1 - a) * raw_lin)
+    ratio = lin_part / ridge_part
+    assert bool((ratio < 0.5).all()), ratio  # the ridge prediction dominates every head
+    # what the unnormalised Q M would have done: outweigh the ridge prediction in every head (1.6x-4.3x here)
+    assert bool((raw_part / ridge_part > 1).all())
+    # and the readout the rule returns is that mix, normalised per head
+    with torch.no_grad():
+        mixed = heads(a * heads(ridge) + (1 - a) * heads(lin))
+        want = mixed / torch.sqrt(mixed.square().mean(-1, keepdim=True) + 1e-6)
+        torch.testing.assert_close(rule.read(state, queries[3]), want.reshape(b, n, cv), rtol=1e-9, atol=1e-9)
