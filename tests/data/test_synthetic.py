@@ -275,7 +275,7 @@ def test_tracings_give_the_exact_ef(phantom):
             assert np.abs(cosines).max() < 1e-3  # perpendicular to the long axis
             assert rows.min() >= -1.0 and rows.max() <= 113.0
         ef = 100.0 * (1.0 - _disk_volume(frames[es]) / _disk_volume(frames[ed]))
-        assert ef == pytest.approx(record["tracing_ef"], abs=1e-6)
+        assert ef == pytest.approx(record["tracing_ef"], abs=1e-3)  # the CSV rounds the coordinates
         # the tracings follow the imaged (possibly foreshortened) plane: their EF is the single-plane EF
         # of that cut, and on the plane through the axis the same estimate is close to the exact EF
         index = int(record["patient"][len("patient"):])
