@@ -17,7 +17,7 @@ grows linearly, so it is only streamed up to ``max_softmax_frames``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,22 +250,28 @@ def _checks(rows: list[dict[str, Any]]) -> list[MemoryCheck]:
     return checks
 
 
-def plot_scaling(rows: list[dict[str, Any]], stamp: EnvStamp, cfg: ScalingConfig, path: Path) -> Path:
-    """Three panels (ms per frame, carried state, peak memory) against video length; written atomically.
+def draw_scaling(rows: Sequence[Mapping[str, Any]], title: str, peak_how: str) -> Any:
+    """The scaling figure, drawn once for ``gdkvm bench scaling`` and for ``gdkvm report``: three panels
+    (time of frame T, carried state, peak memory) against video length T, one curve per memory rule.
 
-    Rules whose curves coincide (every constant-state GDR-family rule carries the same bytes) are drawn
-    with hollow markers of decreasing size, so each stays visible.
+    Args:
+        rows: benchmark rows with :data:`SCALING_COLUMNS` names (``memory_rule``, ``frames``,
+            ``ms_per_frame_at_t``, ``state_bytes``, ``peak_mem_bytes``, ``status``); rows whose status is
+            not ok are left out.
+        title: the figure's title (device, precision, ...).
+        peak_how: how peak memory was measured (shown in the third panel's title).
+    Returns:
+        a :class:`matplotlib.figure.Figure` on an Agg canvas (not saved). Rules whose curves coincide
+        (every constant-state GDR-family rule carries the same bytes) are drawn with hollow markers of
+        decreasing size, so each stays visible.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-    fig = Figure(figsize=(15, 5), layout="constrained")
+    fig = Figure(figsize=(15, 5.4), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
-    peak_how = (
-        "CUDA max_memory_allocated" if stamp.device_type == "cuda" else "tracked: weights + state + step"
-    )
     panels = [
         ("ms_per_frame_at_t", 1.0, "ms per frame", "time of frame T (median of the last frames)"),
         ("state_bytes", 1 / 1024, "KiB", "carried state after T frames"),
@@ -273,33 +279,23 @@ def plot_scaling(rows: list[dict[str, Any]], stamp: EnvStamp, cfg: ScalingConfig
     ]
     markers = "osD^v<>"
     styles = ["-", "--", "-.", ":"]
+    ok = [r for r in rows if str(r.get("status", "")).startswith(STATUS_OK)]
+    known = list(RULE_VARIANTS) + sorted({str(r["memory_rule"]) for r in ok} - set(RULE_VARIANTS))
     lengths: set[int] = set()
     values: dict[str, list[float]] = {key: [] for key, *_ in panels}
-    for i, rule in enumerate(RULE_VARIANTS):
-        pts = sorted(
-            (r for r in rows if r["memory_rule"] == rule and r["status"] == STATUS_OK),
-            key=lambda r: r["frames"],
-        )
+    for i, rule in enumerate(known):
+        pts = sorted((r for r in ok if r["memory_rule"] == rule), key=lambda r: float(r["frames"]))
         if not pts:
             continue
-        x = [r["frames"] for r in pts]
+        x = [int(float(r["frames"])) for r in pts]
         lengths.update(x)
         for ax, (key, scale, _, _) in zip(axes, panels, strict=True):
-            y = [r[key] * scale if r[key] is not None else float("nan") for r in pts]
+            y = [_number(r.get(key)) * scale for r in pts]
             values[key] += [v for v in y if v == v and v > 0]
-            ax.plot(
-                x,
-                y,
-                marker=markers[i % len(markers)],
-                linestyle=styles[i % len(styles)],
-                label=rule,
-                markersize=11 - i,
-                markerfacecolor="none",
-                markeredgewidth=1.6,
-                linewidth=1.5,
-            )
+            ax.plot(x, y, marker=markers[i % len(markers)], linestyle=styles[i % len(styles)], label=rule,
+                    markersize=max(11 - i, 4), markerfacecolor="none", markeredgewidth=1.6, linewidth=1.5)
     ticks = sorted(lengths)
-    for ax, (key, _, unit, title) in zip(axes, panels, strict=True):
+    for ax, (key, _, unit, panel_title) in zip(axes, panels, strict=True):
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
@@ -313,15 +309,36 @@ def plot_scaling(rows: list[dict[str, Any]], stamp: EnvStamp, cfg: ScalingConfig
             ax.set_ylim(bottom=0)  # a linear axis starts at zero, so small differences are not magnified
         ax.set_xlabel("video length T (frames, log scale)")
         ax.set_ylabel(unit)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(panel_title, fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
-    axes[1].legend(title="memory rule", fontsize=9, loc="upper left")
-    fig.suptitle(
-        f"GDKVM memory scaling: {stamp.device_name}, preset {cfg.preset}, {cfg.size}x{cfg.size}, "
-        f"batch {cfg.batch}, fp32, commit {stamp.commit}"
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 7), fontsize=9,
+                   title="memory rule", title_fontsize=9, frameon=False)
+    fig.suptitle(title)
+    return fig
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value is not None and value != "" else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def plot_scaling(rows: list[dict[str, Any]], stamp: EnvStamp, cfg: ScalingConfig, path: Path) -> Path:
+    """:func:`draw_scaling` of this run's rows, written atomically to ``path`` in the report's style."""
+    from gdkvm.report.style import figure_style
+
+    peak_how = (
+        "CUDA max_memory_allocated" if stamp.device_type == "cuda" else "tracked: weights + state + step"
     )
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    title = (f"GDKVM memory scaling: {stamp.device_name}, preset {cfg.preset}, {cfg.size}x{cfg.size}, "
+             f"batch {cfg.batch}, fp32, commit {stamp.commit}")
+    with figure_style():
+        fig = draw_scaling(rows, title, peak_how)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
     return path
 
 

@@ -13,26 +13,39 @@ from pathlib import Path
 from gdkvm.report.plots import FigureInfo
 from gdkvm.report.tables import ReportTable
 
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1200px;
-       padding: 1.5em 2em; color: #1d1d1f; line-height: 1.45; }
-h1 { font-size: 1.7em; border-bottom: 2px solid #444; padding-bottom: .2em; }
-h2 { font-size: 1.3em; margin-top: 2em; border-bottom: 1px solid #bbb; padding-bottom: .15em; }
-h3 { font-size: 1.05em; margin-top: 1.4em; }
-p.caption, li.note { color: #333; font-size: .92em; }
-div.warning { background: #fff4e0; border-left: 5px solid #e69500; padding: .6em 1em; margin: 1em 0; }
-div.missing { background: #fdecec; border-left: 5px solid #c62828; padding: .6em 1em; margin: 1em 0; }
-div.missing li { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85em; }
-div.tablewrap { overflow-x: auto; }
-table { border-collapse: collapse; font-size: .85em; margin: .5em 0 .3em 0; }
-th, td { border-bottom: 1px solid #ddd; padding: .25em .6em; text-align: left; white-space: nowrap; }
-th { background: #f1f1f3; border-bottom: 2px solid #888; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.ours td { background: #f3f8ff; }
-figure { margin: 1.2em 0; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { font-size: .9em; color: #333; max-width: 60em; }
-nav ul { columns: 2; font-size: .9em; }
+#: Table geometry, used by the CSS below and by the width check in tests/report: the page's content
+#: is at most PAGE_PX - 2 * PAGE_PAD_PX wide; table text is TABLE_FONT_PX; a text cell wraps between
+#: words at WRAP_CH characters ("0" widths), a header at HEADER_CH; numbers never wrap, and a
+#: "value ± spread" cell puts the spread on a second line; each cell has CELL_PAD_EM on either side.
+PAGE_PX = 1200
+PAGE_PAD_PX = 32
+TABLE_FONT_PX = 13
+WRAP_CH = 18
+HEADER_CH = 9
+CELL_PAD_EM = 0.45
+
+CSS = f"""
+body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: {PAGE_PX}px;
+       padding: 1.5em {PAGE_PAD_PX}px; color: #1d1d1f; line-height: 1.45; }}
+h1 {{ font-size: 1.7em; border-bottom: 2px solid #444; padding-bottom: .2em; }}
+h2 {{ font-size: 1.3em; margin-top: 2em; border-bottom: 1px solid #bbb; padding-bottom: .15em; }}
+h3 {{ font-size: 1.05em; margin-top: 1.4em; }}
+p.caption, li.note {{ color: #333; font-size: .92em; }}
+div.warning {{ background: #fff4e0; border-left: 5px solid #e69500; padding: .6em 1em; margin: 1em 0; }}
+div.missing {{ background: #fdecec; border-left: 5px solid #c62828; padding: .6em 1em; margin: 1em 0; }}
+div.missing li {{ font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85em; }}
+div.tablewrap {{ overflow-x: auto; }}
+table {{ border-collapse: collapse; font-size: {TABLE_FONT_PX}px; margin: .5em 0 .3em 0; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: .25em {CELL_PAD_EM}em; text-align: left; vertical-align: top; }}
+td div.w {{ max-width: {WRAP_CH}ch; overflow-wrap: break-word; white-space: normal; }}
+th div.w {{ max-width: {HEADER_CH}ch; overflow-wrap: break-word; white-space: normal; }}
+th {{ background: #f1f1f3; border-bottom: 2px solid #888; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+tr.ours td {{ background: #f3f8ff; }}
+figure {{ margin: 1.2em 0; }}
+figure img {{ max-width: 100%; border: 1px solid #ddd; }}
+figcaption {{ font-size: .9em; color: #333; max-width: 60em; }}
+nav ul {{ columns: 2; font-size: .9em; }}
 """
 
 
@@ -55,7 +68,7 @@ def _anchor(text: str) -> str:
 def _table_html(table: ReportTable) -> str:
     out = [f"<h3 id=\"{_anchor(table.name)}\">{html.escape(table.title)}</h3>",
            f"<p class=\"caption\">{html.escape(table.caption)}</p>", "<div class=\"tablewrap\"><table>", "<tr>"]
-    out += [f"<th>{html.escape(c.header)}</th>" for c in table.columns]
+    out += [f"<th><div class=\"w\">{html.escape(c.header)}</div></th>" for c in table.columns]
     out.append("</tr>")
     rows = table.display_rows()
     methods = table.rows["method"].astype(str).tolist() if "method" in table.rows.columns else []
@@ -63,8 +76,13 @@ def _table_html(table: ReportTable) -> str:
         ours = i < len(methods) and methods[i].startswith("ours")
         out.append("<tr class=\"ours\">" if ours else "<tr>")
         for column, cell in zip(table.columns, cells, strict=True):
-            cls = " class=\"num\"" if column.digits is not None else ""
-            out.append(f"<td{cls}>{html.escape(cell)}</td>")
+            if column.digits is not None:  # numbers stay on one line (the ± spread on a second one)
+                text = html.escape(cell)
+                if column.pm is not None:
+                    text = text.replace(" ± ", "<br>± ")
+                out.append(f"<td class=\"num\">{text}</td>")
+            else:
+                out.append(f"<td><div class=\"w\">{html.escape(cell)}</div></td>")
         out.append("</tr>")
     if not rows:
         out.append(f"<tr><td colspan=\"{len(table.columns)}\">(no rows)</td></tr>")

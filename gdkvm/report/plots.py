@@ -5,7 +5,10 @@ title, caption); a figure whose input is absent is not drawn and the reason goes
 
 * :func:`fps_vs_dice` (paper Fig. 5), :func:`ef_agreement_plots` (Figs. 6 and 11),
   :func:`qualitative_overlays` (Fig. 7), :func:`gate_distributions` (Fig. 9),
-  :func:`training_curves`, :func:`scaling_plots`.
+  :func:`gates_by_variant` (seaborn violins), :func:`training_curves`, :func:`scaling_plots` (the
+  benchmark's own :func:`gdkvm.bench.scaling.draw_scaling`).
+
+All are drawn inside :func:`gdkvm.report.style.figure_style`, one fixed seaborn theme.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from gdkvm.metrics.regression import ols_fit
 from gdkvm.report.collect import EvalData, ReportData, RunData
+from gdkvm.report.style import figure_style
 
 DPI = 110
 # Colour-blind-safe overlay palette (Okabe-Ito blue and orange, distinct for red-green colour blindness and in
@@ -35,8 +39,6 @@ OVERLAP_COLOR = (255, 255, 255)
 OVERLAY_ALPHA = 0.45
 MAX_HEATMAP_COLUMNS = 300
 VALUE_BINS = 64
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-LINESTYLES = ("-", "--", "-.", ":")
 #: Label positions (points) around Fig. 5's bubbles, cycled so that labels of coinciding points separate.
 LABEL_OFFSETS = ((16, 14), (16, -16), (-16, 14), (-16, -16), (0, 22), (0, -22), (24, 0), (-24, 0))
 
@@ -225,19 +227,22 @@ def ef_agreement_plots(data: ReportData, out_dir: Path, missing: list[str]) -> l
             missing.append(f"Figs. 6/11: run {run.name} has fewer than 2 measurable EF pairs per method "
                            f"in {ev.path / 'ef.csv'}; no EF plot")
             continue
-        fig = _new_figure(10.0, 3.8 * len(methods))
-        axes = fig.subplots(len(methods), 2, squeeze=False)
+        fig = _new_figure(12.0, 3.8 * len(methods))
+        axes = fig.subplots(len(methods), 3, squeeze=False, width_ratios=(1.0, 1.0, 0.3))
         for row, method in enumerate(methods):
             g = ef[ef["method"] == method]
             _regression_panel(axes[row][0], g["ef_ref"].to_numpy(), g["ef_pred"].to_numpy(), method)
             _bland_altman_panel(axes[row][1], g["ef_ref"].to_numpy(), g["ef_pred"].to_numpy(), method)
+            _difference_density(axes[row][2], axes[row][1], g["ef_pred"].to_numpy() - g["ef_ref"].to_numpy())
         fig.suptitle(f"LV EF agreement: {run.label}, {ev.split}/{ev.mode}{_provenance_suffix(run)}", fontsize=11)
         name = f"fig6_ef_{safe_name(run.name)}.png"
         _save(fig, out_dir / name)
         caption = (f"Paper Figs. 6/11 style for {run.label} on {run.source.label}, {ev.split} split. Left: predicted EF "
                    "against EF from the reference masks (same volume routine), with the identity (dashed) and the "
-                   "least-squares line. Right: Bland-Altman, difference pred - ref against their mean, with the "
-                   "bias and bias ± 1.96 SD (sample SD). One row per EF method.")
+                   "least-squares line with its 95% confidence band (statsmodels OLS). Middle: Bland-Altman, difference "
+                   "pred - ref against their mean, with the bias and bias ± 1.96 SD (sample SD). Right: the "
+                   "distribution of the differences (seaborn kernel density estimate, Scott's bandwidth) on the "
+                   "Bland-Altman axis, so a skewed or two-peaked error shows. One row per EF method.")
         infos.append(FigureInfo(name, f"Fig. 6/11: EF agreement, {run.name}", caption, "fig6"))
     if not infos:
         missing.append("Figs. 6/11: no evaluated run with EF data (ef.csv)")
@@ -288,6 +293,26 @@ def _bland_altman_panel(ax, ref: np.ndarray, pred: np.ndarray, method: str) -> N
     ax.set_title(f"{method}: Bland-Altman (SD {sd:.2f})", fontsize=10)
     ax.legend(fontsize=8, loc="upper right", ncol=3, framealpha=0.6)
     ax.grid(alpha=0.3)
+
+
+def _difference_density(ax, ba_ax, diff: np.ndarray) -> None:
+    """Kernel density of the EF differences (pred - ref), on the Bland-Altman panel's y axis."""
+    import seaborn as sns
+
+    diff = diff[np.isfinite(diff)]
+    ax.set_ylim(ba_ax.get_ylim())
+    if diff.size >= 3 and np.ptp(diff) > 0:
+        sns.kdeplot(y=diff, ax=ax, fill=True, color="C0", alpha=0.35, linewidth=1.2, cut=0)
+        sns.rugplot(y=diff, ax=ax, color="C0", height=0.06, alpha=0.6)
+        ax.axhline(float(diff.mean()), color="C3", lw=1.2)
+        ax.set_title("differences (kde)", fontsize=9)
+    else:
+        ax.text(0.5, 0.5, "too few distinct\ndifferences\nfor a density", ha="center", va="center",
+                transform=ax.transAxes, fontsize=8, color="gray")
+    ax.set_ylim(ba_ax.get_ylim())
+    ax.set_xlabel("density")
+    ax.set_ylabel("")
+    ax.tick_params(labelleft=False)
 
 
 # ------------------------------------------------------------------------------ Fig. 7
@@ -549,6 +574,95 @@ def gate_distributions(data: ReportData, out_dir: Path, missing: list[str]) -> l
     return infos
 
 
+#: How many of the last logged steps of a run make up its "final gates" sample, and how many points a
+#: step's 16-bin histogram is expanded into.
+GATE_TAIL_STEPS = 10
+GATE_POINTS_PER_STEP = 200
+
+
+def gate_sample(gates: pd.DataFrame, points: int = GATE_POINTS_PER_STEP) -> np.ndarray:
+    """Values that reproduce one gate's logged histograms (each step's counts over its [min, max]).
+
+    Every step contributes ``points`` values: bin i gets ``round(points * count_i / total)`` of them,
+    evenly spaced inside the bin, so the sample's density is the histogram's (piecewise uniform)
+    and nothing is random.
+
+    Returns:
+        (n,) float array; empty when no step has a histogram.
+    """
+    out: list[np.ndarray] = []
+    for smin, smax, hist in zip(gates["min"], gates["max"], gates["hist"], strict=True):
+        if not isinstance(hist, list) or not hist or not (np.isfinite(smin) and np.isfinite(smax)):
+            continue
+        counts = np.asarray(hist, dtype=float)
+        if counts.sum() <= 0:
+            continue
+        if smax <= smin:
+            out.append(np.full(points, float(smin)))
+            continue
+        edges = np.linspace(smin, smax, counts.size + 1)
+        shares = np.rint(points * counts / counts.sum()).astype(int)
+        for lo, hi, k in zip(edges[:-1], edges[1:], shares, strict=True):
+            if k > 0:
+                out.append(lo + (hi - lo) * (np.arange(k) + 0.5) / k)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def final_gate_table(runs: list[RunData], tail: int = GATE_TAIL_STEPS) -> pd.DataFrame:
+    """Long table (variant, run, gate, value) of the alpha/beta gates at the end of training: the
+    :func:`gate_sample` of each run's last ``tail`` logged steps (layers' gates of one name pooled)."""
+    parts = []
+    for run in runs:
+        if run.gates.empty:
+            continue
+        short = run.gates["gate"].str.split(".").str[-1]
+        for gate in ("alpha", "beta"):
+            g = run.gates[short == gate]
+            if g.empty:
+                continue
+            last = sorted(g["iteration"].unique())[-tail:]
+            values = gate_sample(g[g["iteration"].isin(last)])
+            if values.size:
+                parts.append(pd.DataFrame({"variant": run.variant, "run": run.name, "gate": gate, "value": values}))
+    if not parts:
+        return pd.DataFrame(columns=["variant", "run", "gate", "value"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def gates_by_variant(data: ReportData, out_dir: Path, missing: list[str]) -> list[FigureInfo]:
+    """Violin plots (seaborn, with the quartiles inside) of the final alpha and beta gates, one violin per
+    variant (its runs pooled), one panel per gate."""
+    import seaborn as sns
+
+    table = final_gate_table(data.runs)
+    if table.empty:
+        return []
+    gates = [g for g in ("alpha", "beta") if (table["gate"] == g).any()]
+    variants = sorted(table["variant"].unique())
+    fig = _new_figure(max(5.5, 1.3 * len(variants) + 2.5) * len(gates), 4.2)
+    axes = np.atleast_1d(fig.subplots(1, len(gates), squeeze=False)[0])
+    for ax, gate in zip(axes, gates, strict=True):
+        sub = table[table["gate"] == gate]
+        sns.violinplot(data=sub, x="variant", y="value", order=[v for v in variants if (sub["variant"] == v).any()],
+                       hue="variant", legend=False, palette="colorblind", inner="quart", cut=0,
+                       density_norm="width", linewidth=1.0, ax=ax)
+        runs = sub.groupby("variant")["run"].nunique()
+        ax.set_xticks(ax.get_xticks(), labels=[f"{t.get_text()}\n({runs.get(t.get_text(), 0)} run(s))"
+                                               for t in ax.get_xticklabels()])
+        ax.set_xlabel("variant")
+        ax.set_ylabel(f"{gate} value")
+        ax.set_title(f"{gate} at the end of training", fontsize=10)
+    fig.suptitle("Memory gates by variant (last logged steps of each run)", fontsize=11)
+    name = "fig9_gates_by_variant.png"
+    _save(fig, out_dir / name)
+    caption = (f"Distribution of the gates of the last memory write over each run's last {GATE_TAIL_STEPS} logged "
+               "training steps, rebuilt from the 16-bin histograms in metrics.jsonl (evenly spaced values inside "
+               "each bin), the runs of a variant pooled. Lines inside a violin: quartiles. alpha is the decay as "
+               "applied (in (0, 1) by default), beta the write strength. Variants without gates (linear, delta, "
+               "softmax memories) have no violin.")
+    return [FigureInfo(name, "Fig. 9: gates by variant", caption, "fig9")]
+
+
 # ------------------------------------------------------------------------------ training curves
 
 
@@ -633,8 +747,10 @@ def _val_axis(ax, runs: list[RunData]) -> None:
 
 
 def scaling_plots(data: ReportData, out_dir: Path, missing: list[str]) -> list[FigureInfo]:
-    """Time per frame and memory-state size against video length, one line per memory rule, one figure
-    per (device, dtype) group of the scaling benchmark."""
+    """The scaling benchmark's figure (:func:`gdkvm.bench.scaling.draw_scaling`, the same one ``gdkvm
+    bench scaling`` writes), one per (device, dtype) group of the scaling rows."""
+    from gdkvm.bench.scaling import draw_scaling
+
     sc = data.scaling
     if sc.empty:
         missing.append("scaling plot: no scaling benchmark rows (run `gdkvm bench scaling`)")
@@ -645,49 +761,26 @@ def scaling_plots(data: ReportData, out_dir: Path, missing: list[str]) -> list[F
         return []
     infos = []
     for k, ((device, dtype), group) in enumerate(sc.groupby(["device_name", "dtype"], sort=True)):
-        fig = _new_figure(13.0, 4.3)
-        axes = fig.subplots(1, 3)
-        panels = (("ms_at_t", "ms per frame at frame T", "time per frame vs video length", 1.0),
-                  ("state_bytes", "carried state (MiB)", "state size vs video length", 2.0**-20),
-                  ("peak_mem_bytes", "peak memory (MiB)", "peak memory vs video length", 2.0**-20))
-        frames = sorted(group["frames"].dropna().unique())
-        for ax, (key, label, title, scale) in zip(axes, panels, strict=True):
-            for i, (rule, g) in enumerate(group.groupby("rule", sort=True)):
-                g = g.sort_values("frames")
-                ax.plot(g["frames"], g[key] * scale, marker=MARKERS[i % len(MARKERS)], ms=5, alpha=0.85,
-                        ls=LINESTYLES[i % len(LINESTYLES)], color=f"C{i % 10}", label=rule)
-            ax.set_xscale("log")
-            ax.set_xticks(frames)
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            values = (group[key] * scale).to_numpy(dtype=float)
-            values = values[np.isfinite(values) & (values > 0)]
-            if values.size and values.max() / values.min() > 20:
-                ax.set_yscale("log")
-            elif values.size:
-                ax.set_ylim(0, 1.12 * values.max())
-            ax.set_xlabel("frames in the video (T)")
-            ax.set_ylabel(label)
-            ax.set_title(title, fontsize=10)
-            ax.grid(alpha=0.3, which="both")
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 7), fontsize=8,
-                   title="memory rule", title_fontsize=8, frameon=False)
-        fig.suptitle(f"Scaling with video length ({device}, {dtype}, batch 1)", fontsize=11)
+        rows = group.rename(columns={"rule": "memory_rule", "ms_at_t": "ms_per_frame_at_t"}).to_dict("records")
+        methods = sorted({str(m) for m in group["peak_mem_method"].dropna() if str(m)})
+        fig = draw_scaling(rows, f"Scaling with video length ({device}, {dtype}; files: "
+                                 f"{', '.join(sorted(set(group['file'])))})", "; ".join(methods) or "method not recorded")
         name = "scaling.png" if k == 0 else f"scaling_{k}.png"
         _save(fig, out_dir / name)
         infos.append(FigureInfo(name, f"Scaling: {device}, {dtype}",
-                                "From the scaling benchmark: the cost of frame T (median of the last steps up to T), "
-                                "the bytes of the carried state after T frames, and the peak memory, per memory rule. "
-                                "Constant-state rules stay flat; the softmax memory keeps every frame and grows "
-                                "(and is only streamed up to a cap).", "scaling"))
+                                "From the scaling benchmark (the figure `gdkvm bench scaling` draws): the cost of frame "
+                                "T (median of the last steps up to T), the bytes of the carried state after T frames, "
+                                "and the peak memory, per memory rule. Constant-state rules stay flat; the softmax "
+                                "memory keeps every frame and grows (and is only streamed up to a cap).", "scaling"))
     return infos
 
 
 def all_figures(data: ReportData, out_dir: Path, missing: list[str]) -> list[FigureInfo]:
-    """Every figure of the report, written into ``out_dir`` (which must exist)."""
+    """Every figure of the report, written into ``out_dir`` (which must exist), in the fixed style of
+    :func:`gdkvm.report.style.figure_style` (the user's matplotlibrc does not apply)."""
     infos: list[FigureInfo] = []
-    for make in (training_curves, fps_vs_dice, ef_agreement_plots, qualitative_overlays, gate_distributions,
-                 scaling_plots):
-        infos += make(data, out_dir, missing)
+    with figure_style():
+        for make in (training_curves, fps_vs_dice, ef_agreement_plots, qualitative_overlays, gate_distributions,
+                     gates_by_variant, scaling_plots):
+            infos += make(data, out_dir, missing)
     return infos

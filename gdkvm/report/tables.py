@@ -39,13 +39,14 @@ HD_NOTE = (
 
 @dataclass(frozen=True)
 class Column:
-    """One displayed column: ``key`` in the rows, its header, digits (None: text) and an optional
-    ``pm`` key whose value is shown as ``value ± pm``."""
+    """One displayed column: ``key`` in the rows, its header, digits (None: text), an optional ``pm`` key
+    whose value is shown as ``value ± pm`` and an optional ``sub`` key shown as ``value (sub)``."""
 
     key: str
     header: str
     digits: int | None = None
     pm: str | None = None
+    sub: str | None = None
 
 
 @dataclass
@@ -66,6 +67,9 @@ class ReportTable:
         if column.pm is not None and text != "-":
             other = _fmt(row.get(column.pm), column.digits)
             text = f"{text} ± {other}"
+        if column.sub is not None and text != "-":
+            other = _fmt(row.get(column.sub), None)
+            text = text if other == "-" else f"{text} ({other})"
         return text
 
     def display_rows(self) -> list[list[str]]:
@@ -214,7 +218,9 @@ def table1_segmentation(data: ReportData) -> ReportTable:
 
 
 EF_DEFINITIONS = (
-    "Standard: bias = mean(pred − ref), SD = sample SD of pred − ref (Bland-Altman). MemSAM-style: "
+    "Columns: r = Pearson correlation; 'paper bias ± std' = the paper's numbers as printed; 'bias ± SD' = "
+    "standard Bland-Altman: bias = mean(pred − ref), SD = sample SD of pred − ref; 'MemSAM bias ± std' = "
+    "MemSAM's definitions: "
     "'bias' = mean |pred − ref| (really the MAE), 'std' = SD of the predicted EF (MemSAM's utils/tools.py); "
     "the paper's baselines follow MemSAM's definitions. EF in percentage points."
 )
@@ -244,11 +250,11 @@ def _ef_table(data: ReportData, stem: str, dataset: str, number: int) -> ReportT
                "the dataset's own EF; the 'method bias' row beside it is the same EF method on the ground-truth "
                "masks against the dataset's EF, the part of the 'dataset EF' bias that is the method's, not the "
                "model's." + _phantom_caption(ours["data_label"]))
-    shown = [Column("method", "Method"), Column("source", "Data / source"), Column("ef_method", "EF method"),
-             Column("reference", "Reference"), Column("n", "n", 0), Column("corr", "corr", 3),
-             Column("paper_bias", "paper: bias ± std (as printed)", 2, "paper_std"),
-             Column("bias", "standard: bias ± SD", 2, "sd"),
-             Column("memsam_bias", "MemSAM-style: bias ± std", 2, "memsam_std")]
+    shown = [Column("method", "Method"), Column("source", "Data"), Column("ef_method", "EF method"),
+             Column("reference", "Reference"), Column("n", "n", 0), Column("corr", "r", 3),
+             Column("paper_bias", "paper bias ± std", 2, "paper_std"),
+             Column("bias", "bias ± SD", 2, "sd"),
+             Column("memsam_bias", "MemSAM bias ± std", 2, "memsam_std")]
     name = f"table{number}_ef_{'camus' if number == 2 else 'echonet'}"
     return ReportTable(name, f"Table {number}: EF agreement ({dataset})", caption, shown, frame,
                        [EF_DEFINITIONS, *provenance_notes(ours["data_label"])])
@@ -304,8 +310,8 @@ def table3_ablation_components(data: ReportData) -> ReportTable:
     frame = pd.DataFrame(rows, columns=keys)
     columns = [Column("variant", "Variant"), Column("paper_row", "Paper row"), Column("paper_mdice", "paper mDice", 2),
                Column("paper_miou", "paper mIoU", 2), Column("paper_hd", "paper HD", 2),
-               Column("paper_asd", "paper ASD", 2), Column("run", "Our run"), Column("source", "Data"),
-               Column("eval", "Eval"), Column("mdice", "mDice", 2), Column("miou", "mIoU", 2), Column("hd", "HD95", 2),
+               Column("paper_asd", "paper ASD", 2), Column("run", "Our run (eval)", sub="eval"),
+               Column("source", "Data"), Column("mdice", "mDice", 2), Column("miou", "mIoU", 2), Column("hd", "HD95", 2),
                Column("asd", "ASD", 2), Column("unit", "Unit")]
     caption = ("Ablation of components (paper: CAMUS). Our runs on the same dataset (format) are matched to the "
                "paper's rows by variant name; each shows its test/clean evaluation when present (runs on other "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import cv2
@@ -140,7 +141,9 @@ def test_table2_ef_rows_match_ef_csv_under_both_definitions(report, inputs):
         assert row[column[p["metric"]]] == pytest.approx(p["value"])
     assert not t2["method"].str.contains("echonet-gdr-tiny").any()
     md = (report.out_dir / "tables" / "table2_ef_camus.md").read_text()
-    assert "standard: bias ± SD" in md and "MemSAM-style" in md
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert "| bias ± SD |" in header and "| MemSAM bias ± std |" in header and "| paper bias ± std |" in header
+    assert "'bias ± SD' = standard Bland-Altman" in md  # the legend of the short headers
 
 
 def test_table2_has_the_method_bias_row_beside_each_dataset_ef_comparison(report, inputs):
@@ -262,7 +265,7 @@ def test_figures_exist_and_decode(report):
     names = {p.name for p in report.figures}
     expected = {"fig5_fps_vs_dice.png", "fig6_ef_camus-full-tiny.png", "fig6_ef_echonet-gdr-tiny.png",
                 "fig7_overlays_camus-full-tiny.png", "fig9_gates_camus-full-tiny.png", "curves_all.png",
-                "curves_camus-full-tiny.png", "scaling.png"}
+                "curves_camus-full-tiny.png", "scaling.png", "fig9_gates_by_variant.png"}
     assert expected <= names
     assert "fig9_gates_camus-delta-tiny.png" not in names  # that run logged no gates
     on_disk = {p.name for p in (report.out_dir / "figures").iterdir()}
@@ -429,3 +432,139 @@ def test_provenance_comes_only_from_what_the_writers_record(tmp_path):
     src_a = read_run(a, missing).source
     assert src_a.store_dir is None and src_a.phantom is True
     assert src_a.label == "synthetic phantom (CAMUS format)" and "config.yaml 'store.phantom'" in src_a.evidence
+
+
+def test_gate_sample_reproduces_the_logged_histograms():
+    from gdkvm.report.plots import gate_sample
+
+    gates = pd.DataFrame({"min": [0.0, 2.0], "max": [1.0, 2.0], "hist": [[0.0, 10.0, 30.0, 0.0], [5.0]]})
+    values = gate_sample(gates, points=40)
+    first, second = values[values < 1.5], values[values >= 1.5]
+    assert first.size == 40 and second.size == 40 and (second == 2.0).all()
+    assert ((first >= 0.25) & (first <= 0.75)).all()  # only the two non-empty bins
+    assert (first < 0.5).sum() == 10 and (first >= 0.5).sum() == 30  # in proportion to their counts
+
+
+def test_figures_use_a_fixed_style_whatever_the_user_rc(tmp_path):
+    """A user's matplotlibrc (simulated by changed rcParams) changes nothing inside figure_style, and
+    the seaborn figures are written and non-empty."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    from gdkvm.report.plots import _difference_density, _new_figure
+    from gdkvm.report.style import THEME, figure_style
+
+    seen = []
+    for user in ({"axes.facecolor": "red", "font.size": 31.0, "lines.linewidth": 9.0}, {}):
+        with mpl.rc_context(user):
+            with figure_style():
+                seen.append({k: mpl.rcParams[k] for k in ("axes.facecolor", "font.size", "lines.linewidth",
+                                                          "axes.prop_cycle", "savefig.facecolor")})
+            assert all(mpl.rcParams[k] == v for k, v in user.items())  # restored afterwards
+    assert seen[0] == seen[1]
+    assert seen[0]["axes.facecolor"] == "white" and seen[0]["savefig.facecolor"] == "white"
+    assert seen[0]["axes.prop_cycle"].by_key()["color"][0] == sns.color_palette(THEME["palette"])[0]
+    # the Bland-Altman density panel draws a filled kde of the differences
+    with figure_style():
+        fig = _new_figure(4, 3)
+        ba, side = fig.subplots(1, 2)
+        ba.set_ylim(-10, 10)
+        _difference_density(side, ba, np.array([-3.0, -1.0, 0.5, 1.0, 2.5, 4.0]))
+        assert side.collections and side.get_ylim() == ba.get_ylim()
+
+
+def test_gates_by_variant_is_a_seaborn_violin_figure(report, inputs):
+    from gdkvm.report.collect import collect
+    from gdkvm.report.plots import final_gate_table
+
+    data = collect(inputs["runs"], inputs["bench"], PAPER)
+    table = final_gate_table(data.runs)
+    assert set(table["gate"]) == {"alpha", "beta"}
+    # runs that logged gates, by variant; the delta run logged none
+    assert set(table["variant"]) == {"full", "lkva", "gdr", "wo-alpha"} and "camus-delta-tiny" not in set(table["run"])
+    assert table["value"].between(0, 1).all()
+    path = report.out_dir / "figures" / "fig9_gates_by_variant.png"
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert image is not None and image.shape[1] > 500
+
+
+class _TableCells(HTMLParser):
+    """Every <table> of a page as rows of (text, kind) cells; kind is ``head``, ``num`` or ``text``, and a
+    <br> inside a cell is a newline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[tuple[str, str]]]] = []
+        self._cell: list[str] | None = None
+        self._kind = "text"
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+            self._kind = "head" if tag == "th" else "num" if dict(attrs).get("class") == "num" else "text"
+        elif tag == "br" and self._cell is not None:
+            self._cell.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(("".join(self._cell), self._kind))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+#: A conservative width of one character of table text (Helvetica/Arial/Segoe average for mixed text
+#: is about 0.5-0.55 em) and of the "0" glyph that defines the CSS ch unit (0.556 em in Helvetica/Arial).
+CHAR_EM = 0.62
+ZERO_EM = 0.6
+
+
+def _cell_width(text: str, kind: str) -> float:
+    """Upper bound of a cell's laid-out text width (px): a number is as wide as its longest line; text
+    wraps between words at the CSS max-width (WRAP_CH, HEADER_CH for headers), but never below its
+    longest word (the CSS breaks words only when they overflow)."""
+    from gdkvm.report.html import HEADER_CH, TABLE_FONT_PX, WRAP_CH
+
+    char = CHAR_EM * TABLE_FONT_PX
+    lines = [line.strip() for line in text.split("\n")]
+    if kind == "num":
+        return max(len(line) for line in lines) * char
+    cap = (HEADER_CH if kind == "head" else WRAP_CH) * ZERO_EM * TABLE_FONT_PX
+    longest_word = max((len(w) for line in lines for w in line.split()), default=0) * char
+    return max(longest_word, min(max(len(line) for line in lines) * char, cap))
+
+
+def _estimated_width(rows: list[list[tuple[str, str]]]) -> float:
+    """Width in px of a table laid out by the page's CSS: the sum of its widest cells plus padding."""
+    from gdkvm.report.html import CELL_PAD_EM, TABLE_FONT_PX
+
+    columns: dict[int, float] = {}
+    for row in rows:
+        for i, (text, kind) in enumerate(row):
+            width = _cell_width(text, kind) + 2 * CELL_PAD_EM * TABLE_FONT_PX + 1
+            columns[i] = max(columns.get(i, 0.0), width)
+    return sum(columns.values())
+
+
+def test_html_tables_fit_a_1400_px_window(report):
+    from gdkvm.report.html import HEADER_CH, PAGE_PAD_PX, PAGE_PX, TABLE_FONT_PX, WRAP_CH
+
+    page = report.index_html.read_text(encoding="utf-8")
+    # the geometry the estimate uses is the one the page's CSS sets
+    assert f"max-width: {PAGE_PX}px" in page and f"font-size: {TABLE_FONT_PX}px" in page
+    assert f"max-width: {WRAP_CH}ch" in page and f"max-width: {HEADER_CH}ch" in page and PAGE_PX <= 1400
+    parser = _TableCells()
+    parser.feed(page)
+    titles = re.findall(r'<h3 id="([^"]+)">[^<]*</h3>\s*<p class="caption">', page)
+    assert len(parser.tables) == len(titles) >= 8
+    content = PAGE_PX - 2 * PAGE_PAD_PX
+    widths = {name: _estimated_width(rows) for name, rows in zip(titles, parser.tables, strict=True)}
+    table2 = parser.tables[titles.index("table2-ef-camus")]
+    assert len(table2[0]) <= 9 and len(table2) > 3  # header + paper rows + ours
+    assert all(w < content for w in widths.values()), {k: round(v) for k, v in widths.items()}
