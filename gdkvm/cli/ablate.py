@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gdkvm.cli.common import DEVICE_OPTION_HELP, ThreadsOpt, console, progress_callback, start_long_command
+from gdkvm.cli.common import (
+    DEVICE_OPTION_HELP,
+    PresetName,
+    Split,
+    ThreadsOpt,
+    console,
+    progress_callback,
+    start_long_command,
+)
 from gdkvm.utils.device import check_device_name
 
 
@@ -22,14 +30,14 @@ def _num(value: float | None, digits: int = 2) -> str:
 def ablate(
     table: Annotated[int, typer.Option("--table", help="Paper table: 3 (components) or 4 (update rules).")],
     data: Annotated[Path, typer.Option("--data", help="Prepared dataset folder (PREPARED/<dataset>).")],
-    preset: Annotated[str, typer.Option("--preset", help="Model size preset: paper | tiny | small.")] = "tiny",
+    preset: Annotated[PresetName, typer.Option("--preset", help="Model size preset.")] = "tiny",
     iterations: Annotated[int | None, typer.Option("--iterations", help="Training iterations per row (default: 1500).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch (default: 10).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate (default: 1e-4).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: 0).")] = None,
     device: Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)] = "auto",
     val_every: Annotated[int | None, typer.Option("--val-every", help="Validate every N iterations (default: 250).")] = None,
-    split: Annotated[str, typer.Option("--split", help="Split the rows are scored on.")] = "test",
+    split: Annotated[Split, typer.Option("--split", help="Split the rows are scored on.")] = "test",
     out: Annotated[Path, typer.Option("--out", help="Folder holding the run folders.")] = Path("results/runs"),
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples.")] = 1000,
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds, one run each, e.g. 0,1,2.")] = "0",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ from gdkvm.cli.common import (
     DEVICE_OPTION_HELP,
     OldBatchListOpt,
     OldBatchOpt,
+    PresetName,
     ThreadsOpt,
     console,
     progress_callback,
@@ -34,11 +34,6 @@ bench_app = typer.Typer(
     rich_markup_mode="rich",
     no_args_is_help=True,
 )
-
-
-class Preset(str, Enum):
-    paper = "paper"
-    tiny = "tiny"
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)]
@@ -85,7 +80,7 @@ def _parse_native(text: str) -> tuple[int, int]:
 @bench_app.command("fps")
 def fps(
     variant: Annotated[str, typer.Option("--variant", help="Model variant (see `gdkvm variants`).")] = "full",
-    preset: Annotated[Preset, typer.Option("--preset", help="Size preset.")] = Preset.paper,
+    preset: Annotated[PresetName, typer.Option("--preset", help="Size preset.")] = "paper",
     size: Annotated[int, typer.Option("--size", help="Model input side in pixels (multiple of 16).")] = 256,
     native_size: Annotated[
         str,
@@ -127,7 +122,7 @@ def fps(
     batch_sizes = renamed_option("--batch-sizes", batch_sizes, "1,16", "--batch", old_batch)
     cfg = FpsConfig(
         variant=variant,
-        preset=preset.value,
+        preset=preset,
         size=size,
         native_size=_parse_native(native_size),
         frames=frames,
@@ -211,7 +206,7 @@ def fps(
 def scaling(
     frames: Annotated[str, typer.Option("--frames", help="Video lengths, comma-separated.")] = "10,100,1000",
     rules: Annotated[str, typer.Option("--rules", help="Memory rules, comma-separated, or 'all'.")] = "all",
-    preset: Annotated[Preset, typer.Option("--preset", help="Size preset.")] = Preset.tiny,
+    preset: Annotated[PresetName, typer.Option("--preset", help="Size preset.")] = "tiny",
     size: Annotated[int, typer.Option("--size", help="Frame side in pixels (multiple of 16).")] = 128,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips streamed side by side.")] = 1,
     old_batch: OldBatchOpt = None,
@@ -243,7 +238,7 @@ def scaling(
     cfg = ScalingConfig(
         frames=parse_int_list("--frames", frames),
         rules=rule_list,
-        preset=preset.value,
+        preset=preset,
         size=size,
         batch=batch,
         device=check_device_name(device),

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import torch
 import typer
@@ -24,7 +24,56 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from gdkvm.data.augment import AugmentProfile
+from gdkvm.data.camus import LabelSet
+from gdkvm.data.echonet import ClipForm, GrayMode, TracingRows
+from gdkvm.data.prepare_camus import CamusSplit
+from gdkvm.data.prepare_echonet import Protocol
+from gdkvm.data.sampling import SamplingRule
+from gdkvm.data.store import Split
+from gdkvm.engine.config import Supervision
+from gdkvm.engine.evaluate import CheckpointChoice
+from gdkvm.metrics.segmentation import Mode
+from gdkvm.models.config import PresetName
+from gdkvm.models.export import EXPORT_FORMATS
 from gdkvm.utils.device import DEVICE_HELP, apply_cpu_threads, describe_device, resolve_device
+
+# ----------------------------------------------------------------------------------------------
+# choice sets: each command option with a fixed set of values is annotated with the library's Literal
+# alias (typer turns a Literal into a choice), so every set is spelled once, where the library checks it.
+
+#: ``export --format``; models/export.py keeps the set as a tuple, so the Literal is built from it here.
+ExportFormat = Literal[EXPORT_FORMATS]  # type: ignore[valid-type]
+
+#: option name -> the alias its choices come from (tests/cli/test_options.py checks every command).
+CHOICES: dict[str, Any] = {
+    "--labels": LabelSet,
+    "--sampling": SamplingRule,
+    "--split": Split,
+    "--clip": ClipForm,
+    "--gray": GrayMode,
+    "--tracing-rows": TracingRows,
+    "--protocol": Protocol,
+    "--supervision": Supervision,
+    "--augment-profile": AugmentProfile,
+    "--mode": Mode,
+    "--checkpoint": CheckpointChoice,
+    "--preset": PresetName,
+    "--format": ExportFormat,
+}
+#: Options whose set differs by command: (command path, option) -> alias.
+COMMAND_CHOICES: dict[tuple[str, str], Any] = {("prepare camus", "--split"): CamusSplit}
+
+
+def choices(alias: Any) -> tuple[str, ...]:
+    """The values of a Literal alias, e.g. ``choices(Split) == ("train", "val", "test")``."""
+    return tuple(get_args(alias))
+
+
+def choice_list(alias: Any) -> str:
+    """The values of a Literal alias for a help text: ``"train | val | test"``."""
+    return " | ".join(choices(alias))
+
 
 #: The ``--device`` option of every command: a plain string, checked by :mod:`gdkvm.utils.device` so that a
 #: bad name ("gpu") or CUDA on a CPU machine is one line ("unknown device ...", "CUDA is not available ...").

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,10 @@ from rich.table import Table
 
 from gdkvm.cli.common import (
     DEVICE_OPTION_HELP,
+    CheckpointChoice,
+    Mode,
     OldBatchOpt,
+    Split,
     ThreadsOpt,
     console,
     progress_callback,
@@ -20,24 +22,6 @@ from gdkvm.cli.common import (
     start_long_command,
 )
 from gdkvm.utils.device import check_device_name
-
-
-class Mode(str, Enum):
-    clean = "clean"
-    memsam = "memsam"
-    legacy = "gdkvm-legacy"
-
-
-class Split(str, Enum):
-    train = "train"
-    val = "val"
-    test = "test"
-
-
-class Checkpoint(str, Enum):
-    auto = "auto"
-    best = "best"
-    last = "last"
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
@@ -93,12 +77,12 @@ def ef_table(summary: dict[str, Any]) -> Table | None:
 
 def evaluate(
     run: Annotated[Path, typer.Option("--run", help="Training run folder (config.yaml + checkpoint).")],
-    split: Annotated[Split, typer.Option("--split", help="Split to score.")] = Split.test,
+    split: Annotated[Split, typer.Option("--split", help="Split to score.")] = "test",
     data: Annotated[Path | None, typer.Option(
         "--data", help="A prepared dataset folder to score instead of the run's own store, or a folder to search "
                        "below for the run's store by its recorded id (default: the run's recorded store).")] = None,
-    mode: Annotated[Mode, typer.Option("--mode", help="Metric protocol: clean | memsam | gdkvm-legacy.")] = Mode.clean,
-    checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="auto (best, else last) | best | last.")] = Checkpoint.auto,
+    mode: Annotated[Mode, typer.Option("--mode", help="Metric protocol (docs/metrics.md).")] = "clean",
+    checkpoint: Annotated[CheckpointChoice, typer.Option("--checkpoint", help="auto: best, else last.")] = "auto",
     device: Annotated[str, typer.Option("--device", help=DEVICE_OPTION_HELP)] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips streamed side by side.")] = 8,
     old_batch: OldBatchOpt = None,
@@ -124,8 +108,8 @@ def evaluate(
     start_long_command(device, lambda dev: precision_name(dev, True), threads)  # checks CUDA before any work
     found = find_eval_store(run, data)
     console.print(found.line(), soft_wrap=True, markup=False, highlight=False)
-    with progress_callback(f"evaluate {split.value}") as update:
-        result = evaluate_run(run, split.value, data=found, mode=mode.value, checkpoint=checkpoint.value,
+    with progress_callback(f"evaluate {split}") as update:
+        result = evaluate_run(run, split, data=found, mode=mode, checkpoint=checkpoint,
                               device=device, batch=batch_size, n_boot=n_boot,
                               progress=lambda done, total: update(done, total))
     from gdkvm.engine.evaluate import _json_safe

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gdkvm.cli.common import OldBatchOpt, console, renamed_option
-
-
-class Format(str, Enum):
-    torchscript = "torchscript"
-    onnx = "onnx"
+from gdkvm.cli.common import CheckpointChoice, ExportFormat, OldBatchOpt, console, renamed_option
 
 
 def export(
     out: Annotated[Path, typer.Option("--out", help="File to write (e.g. step.pt or step.onnx); FILE.json gets the input/output names and state shapes.")],
     run: Annotated[Path | None, typer.Option("--run", help="Trained run folder (see --checkpoint).")] = None,
     weights: Annotated[Path | None, typer.Option("--weights", help="A checkpoint file instead of a run folder.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="torchscript (torch.jit.trace) | onnx (torch.onnx.export).")] = Format.torchscript,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="Run checkpoint: auto (best, else last) | best | last.")] = "auto",
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="torchscript (torch.jit.trace) or onnx (torch.onnx.export).")] = "torchscript",
+    checkpoint: Annotated[CheckpointChoice, typer.Option("--checkpoint", help="Run checkpoint (auto: best, else last).")] = "auto",
     size: Annotated[int | None, typer.Option("--size", help="Frame size (px) of the step (default: the training size).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch of the step (fixed in the graph).")] = 1,
     old_batch: OldBatchOpt = None,
@@ -56,7 +50,7 @@ def export(
     if size is None:
         raise ConfigError(f"cannot tell the model's training frame size ({ckpt} has no input_size metadata); "
                           "pass --size N")
-    spec = export_step(model, out, fmt.value, size, batch)
+    spec = export_step(model, out, fmt, size, batch)
     console.print(f"exported {spec.variant or 'model'} ({spec.memory_rule}) step from {ckpt} -> {out} "
-                  f"({fmt.value}, frame {batch}x1x{size}x{size}, state {', '.join(spec.state_names)}); "
+                  f"({fmt}, frame {batch}x1x{size}x{size}, state {', '.join(spec.state_names)}); "
                   f"spec: {out.name}.json", soft_wrap=True)

@@ -3,7 +3,6 @@ prepared store."""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +10,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gdkvm.cli.common import console, progress_callback
+from gdkvm.cli.common import (
+    CamusSplit,
+    ClipForm,
+    GrayMode,
+    LabelSet,
+    Protocol,
+    SamplingRule,
+    TracingRows,
+    console,
+    progress_callback,
+)
 from gdkvm.data.prepare_toolkit import SEARCH_BELOW_FLAG
 from gdkvm.data.store import empty_split_note
 
@@ -34,40 +43,6 @@ DEFAULT_OUT = Path("data/prepared")
 MAX_BAD_SHOWN = 20
 
 
-class LabelSet(str, Enum):
-    lv = "lv"
-    all = "all"
-
-
-class Sampling(str, Enum):
-    floor = "floor"
-    rint = "rint"
-
-
-class CamusSplit(str, Enum):
-    official = "official"
-    memsam = "memsam"
-
-
-class ClipForm(str, Enum):
-    ed_es = "ed-es"
-    earlier_later = "earlier-later"
-
-
-class Protocol(str, Enum):
-    gdkvm = "gdkvm"
-    memsam = "memsam"
-
-
-class Gray(str, Enum):
-    channel = "channel"
-    luma = "luma"
-
-
-def _value(option: Enum | None) -> str | None:
-    return None if option is None else option.value
-
-
 RootOpt = Annotated[
     Path,
     typer.Option("--root", help="The dataset folder itself (CAMUS: the folder holding database_nifti/; "
@@ -82,10 +57,10 @@ OutOpt = Annotated[
     Path, typer.Option("--out", help="Prepared-store folder; the dataset goes in OUT/<dataset>/.")
 ]
 SamplingOpt = Annotated[
-    Sampling, typer.Option("--sampling", help="Frame rule: floor (MemSAM) or rint (GDKVM re-release).")
+    SamplingRule, typer.Option("--sampling", help="Frame rule: floor (MemSAM) or rint (GDKVM re-release).")
 ]
 ProtocolSamplingOpt = Annotated[
-    Sampling | None,
+    SamplingRule | None,
     typer.Option("--sampling", help="Frame rule: floor (MemSAM) or rint (GDKVM re-release). "
                  "Default: the protocol's, else floor.", show_default=False),
 ]
@@ -248,23 +223,17 @@ def camus(
         summary = prepare_camus(
             folder,
             out,
-            protocol=_value(protocol),
+            protocol=protocol,
             size=size,
-            labels=_value(labels),
-            sampling=_value(sampling),
-            split=_value(split),
+            labels=labels,
+            sampling=sampling,
+            split=split,
             frames=frames,
             strict=strict,
             progress=update,
         )
     _print_summary(summary)
     _print_next(out)
-
-
-class TracingRows(str, Enum):
-    all = "all"
-    first = "first"
-    exact = "exact"
 
 
 @prepare_app.command("echonet")
@@ -288,7 +257,7 @@ def echonet(
     ] = None,
     frames: ProtocolFramesOpt = None,
     gray: Annotated[
-        Gray | None,
+        GrayMode | None,
         typer.Option(
             "--gray", help="channel: the first decoded channel (the videos are grey stored as RGB); "
             "luma: OpenCV BGR2GRAY, as the re-release. Default: the protocol's, else channel.",
@@ -329,13 +298,13 @@ def echonet(
         summary = prepare_echonet(
             folder,
             out,
-            protocol=_value(protocol),
+            protocol=protocol,
             size=size,
-            sampling=_value(sampling),
-            clip=_value(clip),
+            sampling=sampling,
+            clip=clip,
             frames=frames,
-            gray=_value(gray),
-            tracing_rows=_value(tracing_rows),
+            gray=gray,
+            tracing_rows=tracing_rows,
             strict=strict,
             progress=update,
         )
@@ -356,7 +325,7 @@ def folder(
         int,
         typer.Option("--frames", min=2, help="Frames per clip, from the first to the last labelled frame."),
     ] = 10,
-    sampling: SamplingOpt = Sampling.floor,
+    sampling: SamplingOpt = "floor",
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the 80/10/10 split by case when there is no splits.csv.")
     ] = 0,
@@ -390,7 +359,7 @@ def folder(
             out,
             size=size,
             frames=frames,
-            sampling=sampling.value,
+            sampling=sampling,
             seed=seed,
             name=name,
             strict=strict,

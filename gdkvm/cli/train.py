@@ -14,14 +14,18 @@ import typer
 import yaml
 from rich.table import Table
 
-from gdkvm.cli.common import DEVICE_OPTION_HELP, ThreadsOpt, console, progress_callback, start_long_command
+from gdkvm.cli.common import (
+    DEVICE_OPTION_HELP,
+    AugmentProfile,
+    PresetName,
+    Supervision,
+    ThreadsOpt,
+    console,
+    progress_callback,
+    start_long_command,
+)
 from gdkvm.errors import ConfigError
 from gdkvm.utils.device import check_device_name
-
-
-class Supervision(str, Enum):
-    ends = "ends"
-    full = "full"
 
 
 def _inside_torchrun() -> bool:
@@ -89,7 +93,7 @@ def _print_result(run_dir: Path) -> None:
 def train(
     data: Annotated[Path, typer.Option("--data", help="Prepared dataset folder (PREPARED/<dataset>, with train/ val/ test/).")],
     variant: Annotated[str, typer.Option("--variant", help="Model variant (see `gdkvm variants`).")] = "full",
-    preset: Annotated[str, typer.Option("--preset", help="Model size preset: paper | tiny | small.")] = "paper",
+    preset: Annotated[PresetName, typer.Option("--preset", help="Model size preset.")] = "paper",
     iterations: Annotated[int | None, typer.Option("--iterations", help="Training iterations (default: 1500).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch (clips) (default: 10).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate (default: 1e-4).")] = None,
@@ -106,7 +110,7 @@ def train(
     workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes (default: 0).")] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast on GPU (default: on).", show_default=False)] = None,
     augment: Annotated[bool | None, typer.Option("--augment/--no-augment", help="Training augmentations (default: on).", show_default=False)] = None,
-    augment_profile: Annotated[str | None, typer.Option("--augment-profile", help="paper (the paper's four transforms) | robust (plus gain, haze, blur, speckle, shadows, shift; for other scanners) (default: paper).")] = None,
+    augment_profile: Annotated[AugmentProfile | None, typer.Option("--augment-profile", help="paper (the paper's four transforms) or robust (plus gain, haze, blur, speckle, shadows, shift; for other scanners) (default: paper).")] = None,
     model_set: Annotated[list[str] | None, typer.Option("--model-set", help="Model config override KEY=VALUE (repeatable), e.g. freeze_bn=true.")] = None,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -135,7 +139,7 @@ def train(
 
     given = {
         "iterations": iterations, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "supervision": supervision.value if supervision else None, "device": check_device_name(device) if device else None,
+        "supervision": supervision, "device": check_device_name(device) if device else None,
         "val_every": val_every, "ckpt_every": ckpt_every, "workers": workers, "amp": amp, "augment": augment,
         "augment_profile": augment_profile,
         "backbone_weights": parse_backbone_weights(backbone_weights),

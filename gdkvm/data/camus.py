@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -35,6 +35,7 @@ SPLIT_FILES = {
 _PATIENT_RE = re.compile(r"^patient(\d+)$")
 
 LabelSet = Literal["lv", "all"]
+LABEL_SETS: tuple[str, ...] = get_args(LabelSet)
 
 
 def is_camus_folder(folder: Path) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -55,9 +55,9 @@ MIN_TRACING_ROWS = ROWS_PER_TRACING // 2 + 1
 SPLIT_NAMES = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
 
 ClipForm = Literal["ed-es", "earlier-later"]
-CLIP_FORMS: tuple[str, ...] = ("ed-es", "earlier-later")
+CLIP_FORMS: tuple[str, ...] = get_args(ClipForm)
 TracingRows = Literal["all", "first", "exact"]
-TRACING_ROWS: tuple[str, ...] = ("all", "first", "exact")
+TRACING_ROWS: tuple[str, ...] = get_args(TracingRows)
 
 
 def _check_tracing_rows(tracing_rows: str) -> None:
@@ -334,8 +334,8 @@ def read_tracings(path: str | Path, tracing_rows: TracingRows = "first") -> Trac
 #: How a decoded BGR frame becomes one grey channel: ``"channel"`` keeps the first decoded channel (the
 #: videos store grey as RGB, so the channels agree up to JPEG chroma noise); ``"luma"`` is OpenCV's
 #: ``cvtColor(BGR2GRAY)`` (0.299 R + 0.587 G + 0.114 B, rounded), as the GDKVM re-release converts frames.
-GRAY_MODES: tuple[str, ...] = ("channel", "luma")
 GrayMode = Literal["channel", "luma"]
+GRAY_MODES: tuple[str, ...] = get_args(GrayMode)
 
 
 def load_video(path: str | Path, gray: GrayMode = "channel") -> np.ndarray:

@@ -7,12 +7,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from gdkvm.data import camus
-from gdkvm.data.prepare_echonet import protocol_note, resolve_protocol
+from gdkvm.data.prepare_echonet import Protocol, protocol_note, resolve_protocol
 from gdkvm.data.prepare_toolkit import (
     bad_case,
     check_common_options,
@@ -23,7 +23,7 @@ from gdkvm.data.prepare_toolkit import (
     optional_float,
     resize_frame,
 )
-from gdkvm.data.sampling import sample_indices
+from gdkvm.data.sampling import SamplingRule, sample_indices
 from gdkvm.data.store import (
     CAMUS_VOLUME_METHOD,
     SPLITS,
@@ -35,7 +35,11 @@ from gdkvm.data.store import (
 )
 from gdkvm.errors import DataError, unknown_name
 
-__all__ = ["CAMUS_DEFAULTS", "CAMUS_PROTOCOLS", "CamusPrepareOptions", "prepare_camus"]
+__all__ = ["CAMUS_DEFAULTS", "CAMUS_PROTOCOLS", "CAMUS_SPLITS", "CamusPrepareOptions", "CamusSplit", "prepare_camus"]
+
+#: How CAMUS patients are split: official (database_split/*.txt) or memsam (sequential 70/10/20).
+CamusSplit = Literal["official", "memsam"]
+CAMUS_SPLITS: tuple[str, ...] = get_args(CamusSplit)
 
 #: ``gdkvm``: the GDKVM re-release's CAMUS PNGs: ED -> ES with ``rint`` sampling, 256 px, LV only, the
 #: official patient split. ``memsam``: MemSAM (``utils/preprocess_camus.py``, ``load_video_and_mask_file``):
@@ -58,19 +62,19 @@ class CamusPrepareOptions:
     :data:`CAMUS_PROTOCOLS` entry the options came from, or None."""
 
     size: int = 256
-    labels: Literal["lv", "all"] = "lv"
-    sampling: Literal["floor", "rint"] = "floor"
-    split: Literal["official", "memsam"] = "official"
+    labels: camus.LabelSet = "lv"
+    sampling: SamplingRule = "floor"
+    split: CamusSplit = "official"
     frames: int = 10
-    protocol: Literal["gdkvm", "memsam"] | None = None
+    protocol: Protocol | None = None
 
 
 def _check_camus_options(opts: CamusPrepareOptions) -> None:
     check_common_options(opts.size, opts.sampling, opts.frames)
-    if opts.labels not in ("lv", "all"):
-        raise unknown_name("label set", str(opts.labels), ("lv", "all"))
-    if opts.split not in ("official", "memsam"):
-        raise unknown_name("CAMUS split", str(opts.split), ("official", "memsam"))
+    if opts.labels not in camus.LABEL_SETS:
+        raise unknown_name("label set", str(opts.labels), camus.LABEL_SETS)
+    if opts.split not in CAMUS_SPLITS:
+        raise unknown_name("CAMUS split", str(opts.split), CAMUS_SPLITS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,11 +219,11 @@ def prepare_camus(
     root: str | Path,
     out: str | Path,
     *,
-    protocol: Literal["gdkvm", "memsam"] | None = None,
+    protocol: Protocol | None = None,
     size: int | None = None,
-    labels: Literal["lv", "all"] | None = None,
-    sampling: Literal["floor", "rint"] | None = None,
-    split: Literal["official", "memsam"] | None = None,
+    labels: camus.LabelSet | None = None,
+    sampling: SamplingRule | None = None,
+    split: CamusSplit | None = None,
     frames: int | None = None,
     strict: bool = False,
     progress: Progress | None = None,

@@ -7,11 +7,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from gdkvm.data import echonet
+from gdkvm.data.echonet import ClipForm, GrayMode, TracingRows
 from gdkvm.data.prepare_toolkit import (
     bad_case,
     check_common_options,
@@ -21,6 +22,7 @@ from gdkvm.data.prepare_toolkit import (
     is_phantom_root,
     resize_frame,
 )
+from gdkvm.data.sampling import SamplingRule
 from gdkvm.data.store import (
     ECHONET_VOLUME_METHOD,
     BadCase,
@@ -35,13 +37,15 @@ __all__ = [
     "ECHONET_DEFAULTS",
     "ECHONET_PROTOCOLS",
     "PROTOCOLS",
+    "Protocol",
     "EchonetPrepareOptions",
     "prepare_echonet",
     "resolve_protocol",
 ]
 
 #: Data protocols: one name that sets every option its source fixes (docs/store.md "Protocols").
-PROTOCOLS: tuple[str, ...] = ("gdkvm", "memsam")
+Protocol = Literal["gdkvm", "memsam"]
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 #: ``gdkvm``: the GDKVM re-release (``gdkvm_data/echonet.py``): forward cyclic ED -> ES, ``rint`` sampling,
 #: 128 px, frames converted with ``cvtColor(BGR2GRAY)``, every tracing row after the first in the polygon.
@@ -107,12 +111,12 @@ class EchonetPrepareOptions:
     ``protocol``: the :data:`ECHONET_PROTOCOLS` entry the options came from, or None."""
 
     size: int = 128
-    sampling: Literal["floor", "rint"] = "floor"
-    clip: Literal["ed-es", "earlier-later"] = "ed-es"
+    sampling: SamplingRule = "floor"
+    clip: ClipForm = "ed-es"
     frames: int = 10
-    tracing_rows: Literal["all", "first", "exact"] = "first"
-    gray: Literal["channel", "luma"] = "channel"
-    protocol: Literal["gdkvm", "memsam"] | None = None
+    tracing_rows: TracingRows = "first"
+    gray: GrayMode = "channel"
+    protocol: Protocol | None = None
 
 
 def _check_echonet_options(opts: EchonetPrepareOptions) -> None:
@@ -223,13 +227,13 @@ def prepare_echonet(
     root: str | Path,
     out: str | Path,
     *,
-    protocol: Literal["gdkvm", "memsam"] | None = None,
+    protocol: Protocol | None = None,
     size: int | None = None,
-    sampling: Literal["floor", "rint"] | None = None,
-    clip: Literal["ed-es", "earlier-later"] | None = None,
+    sampling: SamplingRule | None = None,
+    clip: ClipForm | None = None,
     frames: int | None = None,
-    tracing_rows: Literal["all", "first", "exact"] | None = None,
-    gray: Literal["channel", "luma"] | None = None,
+    tracing_rows: TracingRows | None = None,
+    gray: GrayMode | None = None,
     strict: bool = False,
     progress: Progress | None = None,
     search_below: bool = False,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from gdkvm.data.prepare_toolkit import (
     relative_path,
     resize_frame,
 )
-from gdkvm.data.sampling import sample_indices
+from gdkvm.data.sampling import SamplingRule, sample_indices
 from gdkvm.data.store import (
     SPLITS,
     BadCase,
@@ -65,7 +65,7 @@ class FolderPrepareOptions:
 
     size: int = 128
     frames: int = 10
-    sampling: Literal["floor", "rint"] = "floor"
+    sampling: SamplingRule = "floor"
     seed: int = 0
     name: str = "folder"
 
@@ -404,7 +404,7 @@ def prepare_folder(
     *,
     size: int = 128,
     frames: int = 10,
-    sampling: Literal["floor", "rint"] = "floor",
+    sampling: SamplingRule = "floor",
     seed: int = 0,
     name: str = "folder",
     strict: bool = False,

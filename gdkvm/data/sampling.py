@@ -12,12 +12,12 @@ Repeated indices occur when ``g < n - 1``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 SamplingRule = Literal["floor", "rint"]
-SAMPLING_RULES: tuple[str, ...] = ("floor", "rint")
+SAMPLING_RULES: tuple[str, ...] = get_args(SamplingRule)
 
 
 def sample_indices(

@@ -37,7 +37,7 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,8 @@ from gdkvm import __version__
 from gdkvm.errors import ConfigError, DataError
 from gdkvm.utils.atomic import atomic_dir, sha256_file
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[str, ...] = get_args(Split)
 DATASETS: tuple[str, ...] = ("camus", "echonet", "folder")
 STORE_FORMAT = 1
 STORE_FILE = "store.json"
