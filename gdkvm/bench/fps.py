@@ -56,6 +56,7 @@ from gdkvm.bench.common import (
 from gdkvm.bench.reference_path import GDR_FAMILY, build_reference_model, reference_unavailable
 from gdkvm.engine.frames import FramePipeline, to_model_input
 from gdkvm.errors import ConfigError, unknown_name
+from gdkvm.models.interface import SegmentationModel
 
 FPS_SCHEMA_VERSION = 1
 FPS_COLUMNS: tuple[str, ...] = (
@@ -226,23 +227,16 @@ def end_to_end_unavailable(device: torch.device, dtype: str) -> str | None:
     return END_TO_END_BF16_NEEDS_CUDA if dtype != "fp32" and device.type != "cuda" else None
 
 
-def graphs_unavailable(model: nn.Module, device: torch.device) -> str | None:
+def graphs_unavailable(model: SegmentationModel, device: torch.device) -> str | None:
     """Why a frame step of ``model`` cannot be captured as a CUDA graph on ``device`` (None: it can).
 
-    Capture needs CUDA, a GDKVM-style model (``init_state`` / ``encode_image`` / ``advance``; the
-    baselines have none) and a memory rule with a constant-size state and no capture blocker.
+    Capture needs CUDA and a model whose declared ``graph_capture_blocker`` is empty (a GDKVM memory
+    model with a constant-size state and a capture-safe memory rule; the baselines declare why not).
     """
     if device.type != "cuda":
         return GRAPHS_NEED_GPU
-    memory = getattr(model, "memory", None)
-    if memory is None or not all(hasattr(model, a) for a in ("init_state", "encode_image", "advance")):
-        return f"unavailable: CUDA graphs need a GDKVM memory model ({type(model).__name__} has none)"
-    if not getattr(memory, "constant_state", True):
-        return GRAPHS_NEED_CONSTANT_STATE
-    blocker = getattr(memory, "graph_capture_blocker", "")
-    if blocker:
-        return f"unavailable: CUDA graphs with the {getattr(memory, 'name', '?')} memory: {blocker}"
-    return None
+    blocker = model.graph_capture_blocker
+    return f"unavailable: {blocker}" if blocker else None
 
 
 class GraphStep:
@@ -452,22 +446,20 @@ def run_stream(
 def compile_in_place(model: nn.Module) -> list[str]:
     """``nn.Module.compile()`` on the model's heavy children (the memory step stays eager); their names."""
     done = []
+    children = dict(model.named_children())
     for name in COMPILED_CHILDREN:
-        child = getattr(model, name, None)
-        if isinstance(child, nn.Module):
-            child.compile()
+        if name in children:
+            children[name].compile()
             done.append(name)
     return done
 
 
-def _memory_rule(model: nn.Module) -> str:
-    memory = getattr(model, "memory", None)
-    return getattr(memory, "name", "") or "-"
+def _memory_rule(model: SegmentationModel) -> str:
+    return model.memory_name
 
 
-def _memory_backend(model: nn.Module, device: torch.device) -> str:
-    memory = getattr(model, "memory", None)
-    if isinstance(memory, GDR_FAMILY):
+def _memory_backend(model: SegmentationModel, device: torch.device) -> str:
+    if isinstance(model.memory_module, GDR_FAMILY):
         return kernels.gdr_backend(device.type)
     return "torch"
 
@@ -631,9 +623,7 @@ def _run_fps(
     from gdkvm.models.registry import build_model
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.variant, cfg.preset).to(device).eval()
-    if not hasattr(model, "stepper"):
-        raise ConfigError(f"variant '{cfg.variant}': the model has no streaming stepper to benchmark")
+    model = build_model(cfg.variant, cfg.preset).to(device).eval()  # checked against SegmentationModel
     messages: list[str] = []
     params = sum(p.numel() for p in model.parameters())
     base = {

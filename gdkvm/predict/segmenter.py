@@ -13,6 +13,7 @@ import torch
 
 from gdkvm.engine.frames import FramePipeline
 from gdkvm.errors import ConfigError, DataError
+from gdkvm.models.interface import SegmentationModel
 
 LV_CHANNEL = 1  # logits channel 0 is background, 1 the first object (LV)
 #: Above this many frames a growing (softmax) memory asks for confirmation via ``allow_growing_memory``.
@@ -111,7 +112,7 @@ class ModelSegmenter:
     ``clean`` mode) and the LV mask resized back (OpenCV nearest) to the native frame size.
     """
 
-    model: torch.nn.Module
+    model: SegmentationModel
     size: int
     device: torch.device
     allow_growing_memory: bool = False
@@ -120,16 +121,12 @@ class ModelSegmenter:
     amp: bool = True
 
     def memory_is_growing(self) -> bool:
-        memory = getattr(self.model, "memory", None)
-        return memory is not None and not getattr(memory, "constant_state", True)
+        """Whether the model's carried state grows with every frame (the softmax memory)."""
+        return not self.model.constant_state
 
     def growing_memory_cost(self, n_frames: int) -> int:
-        """Approximate bytes a softmax memory holds after ``n_frames`` (keys + values of every frame)."""
-        cfg = getattr(self.model, "config", None)
-        ck = getattr(cfg, "key_dim", 64)
-        cv = getattr(cfg, "value_dim", 256)
-        pixels = (self.size // 16) ** 2
-        return int(n_frames * pixels * (ck + cv) * 4)
+        """Approximate bytes a growing memory holds after ``n_frames`` (the model's declared growth per frame)."""
+        return int(n_frames * self.model.state_growth_bytes(1, self.size, self.size))
 
     def pipeline(self) -> FramePipeline:
         """The frame pipeline this segmenter runs (also what ``gdkvm bench fps`` end-to-end times)."""
