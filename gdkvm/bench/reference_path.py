@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gdkvm.errors import GdkvmError
+from gdkvm.models.interface import SegmentationModel
 from gdkvm.models.memory import (
     DeltaMemory,
     GatedDeltaMemory,
@@ -80,16 +81,25 @@ class ReferenceUnavailable(GdkvmError):
     """The model has no released-style reference path (its memory rule is not in the GDR family)."""
 
 
-def reference_unavailable(model: nn.Module) -> str | None:
-    """Why ``model`` has no reference path (a sentence), or None when it has one."""
-    memory = getattr(model, "memory", None)
-    if memory is None or not hasattr(model, "stepper"):
+def reference_unavailable(model: SegmentationModel) -> str | None:
+    """Why ``model`` has no reference path (a sentence), or None when it has one.
+
+    Only a model declaring a memory rule module (``memory_module``: the GDKVM variants) has one, and only
+    for the GDR family without the normalised readout.
+    """
+    memory = model.memory_module
+    if memory is None:
         return f"model {type(model).__name__} is not a GDKVM network with a memory rule"
     if not isinstance(memory, GDR_FAMILY):
         return f"the released code has no '{memory.name}' memory (only the gated delta rule family)"
-    if getattr(memory, "normalize", False):
+    if _normalised(memory):
         return "the released code has no normalised linear readout (normalize=True)"
     return None
+
+
+def _normalised(rule: MemoryRule) -> bool:
+    """Whether ``rule`` is the linear memory with Eq. 2's normalised readout."""
+    return isinstance(rule, LinearMemory) and rule.normalize
 
 
 class ReleasedStyleMemory(MemoryRule):
@@ -109,11 +119,11 @@ class ReleasedStyleMemory(MemoryRule):
         super().__init__(rule.key_dim, rule.value_dim, rule.heads, rule.decay_form)
         self.name = f"released-style {rule.name}"
         self.rule_name = rule.name
-        self.use_alpha = bool(getattr(rule, "use_alpha", False))
-        self.use_beta = bool(getattr(rule, "use_beta", False))
-        self.erase = bool(getattr(rule, "erase", True))
-        self.gates = getattr(rule, "gates", None)  # the same parameters (a_proj, b_proj, A_log, dt_bias)
-        self.normalize = bool(getattr(rule, "normalize", False))
+        self.use_alpha = rule.use_alpha
+        self.use_beta = rule.use_beta
+        self.erase = rule.erase
+        self.gates = rule.gates  # the same parameters (a_proj, b_proj, A_log, dt_bias)
+        self.normalize = _normalised(rule)
         if self.normalize:
             raise ReferenceUnavailable("the released code has no normalised linear readout (normalize=True)")
 

@@ -3,7 +3,7 @@
 One iteration draws the global batch of clips (a pure function of (seed, iteration), see
 :mod:`gdkvm.engine.sampling`), runs the clip wrapper ``model(clip) -> logits (B, T, O+1, H, W)``,
 takes CE + soft Dice over the supervised frames, clips the global gradient norm and steps AdamW.
-A model with ``forward_with_aux`` (the ``release`` variants) is run through it instead and its
+A model declaring ``has_aux_outputs`` (the ``release`` variants) runs ``forward_with_aux`` instead and its
 auxiliary loss (:func:`gdkvm.models.release_losses.release_aux_loss`, ``aux_total``) is added to the
 loss and logged as ``aux_total`` / ``aux_sensory_ce`` / ``aux_sensory_dice`` / ``aux_query_ce`` /
 ``aux_query_dice``.
@@ -19,7 +19,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -84,24 +84,52 @@ def run_dir_for(cfg: TrainConfig, out: str | Path) -> Path:
     return Path(out) / cfg.run_name
 
 
-def resolve_resume_config(saved: TrainConfig, given: TrainConfig, where: Path) -> TrainConfig:
-    """The config to continue a run with: the saved one, with the fields allowed to change on resume.
+def resume_config(saved: TrainConfig, given: Mapping[str, Any], where: Path, *, check: bool = True) -> TrainConfig:
+    """The one place a resumed run's saved config meets the options given again: the saved config with them.
 
-    Any other difference (variant, batch size, seed, ...) would silently break the run, so it is a
-    one-line ConfigError naming the field.
+    ``given`` maps TrainConfig fields to values, None meaning not given (the saved value stays); ``name``
+    (the run's identity) is never changed. A field in ``RESUME_FREE_FIELDS`` takes the given value. With
+    ``check`` any other given value that differs from the saved one would silently break the run, so it is
+    a one-line ConfigError naming the field; without it (no checkpoint yet, nothing to break) it is taken.
     """
+    old_values = saved.to_dict()
     changed = {}
-    for key, value in given.to_dict().items():
-        old = saved.to_dict()[key]
-        if value == old:
+    for key, value in given.items():
+        if value is None or key == "name":
             continue
-        if key in RESUME_FREE_FIELDS:
-            changed[key] = getattr(given, key)
-        elif key != "name":
+        new = saved.with_overrides(**{key: value}).to_dict()[key]
+        if new == old_values[key]:
+            continue
+        if check and key not in RESUME_FREE_FIELDS:
             raise ConfigError(
-                f"{where}: cannot resume with {key}={value!r}; the run was started with {key}={old!r}"
+                f"{where}: cannot resume with {key}={new!r}; the run was started with {key}={old_values[key]!r}"
             )
+        changed[key] = value
     return saved.with_overrides(**changed)
+
+
+def resolve_resume_config(saved: TrainConfig, given: TrainConfig, where: Path) -> TrainConfig:
+    """The config to continue a run with: :func:`resume_config` with the fields in which ``given`` differs
+    from ``saved`` as the options given (checked)."""
+    old_values = saved.to_dict()
+    differ = {key: getattr(given, key) for key, value in given.to_dict().items() if value != old_values[key]}
+    return resume_config(saved, differ, where)
+
+
+def effective_train_config(identity: TrainConfig, given: Mapping[str, Any], out: str | Path, *,
+                           resume: bool = False) -> TrainConfig:
+    """The config one ``gdkvm train`` call runs with (so that it can be shown before the work starts).
+
+    ``identity`` holds the data, variant, preset and name; ``given`` the options of this call (None: not
+    given). A fresh run puts them over the recipe's defaults; with ``resume`` and an existing
+    ``config.yaml`` they go over the saved config through :func:`resume_config` (unchecked here:
+    :func:`train_run` checks them once it knows whether the run has a checkpoint).
+    """
+    config_file = run_dir_for(identity, out) / "config.yaml"
+    if resume and config_file.is_file():
+        saved = load_train_config(config_file)
+        return resume_config(saved, {"data": identity.data, **given}, config_file, check=False)
+    return identity.with_overrides(**given)
 
 
 def _check_store(data: Path, info: DistInfo) -> None:
@@ -252,22 +280,12 @@ def gate_statistics(model: nn.Module) -> dict[str, Any]:
         for label, value in rule.last_gate_stats.items():
             if isinstance(value, torch.Tensor) and value.numel() > 1:
                 out[f"{prefix}{label}"] = _tensor_summary(value)
-        gates = getattr(rule, "gates", None)
-        if gates is None:
-            continue
-        sources = {
-            "alpha_grad": [getattr(gates, "a_proj", None), getattr(gates, "A_log", None), getattr(gates, "dt_bias", None)],
-            "beta_grad": [getattr(gates, "b_proj", None)],
-        }
-        for label, parts in sources.items():
-            grads = []
-            for part in parts:
-                params = part.parameters() if isinstance(part, nn.Module) else [part] if part is not None else []
-                grads += [p.grad.flatten() for p in params if p is not None and p.grad is not None]
+        for label, params in rule.gate_parameters().items():
+            grads = [p.grad.flatten() for p in params if p.grad is not None]
             if grads:
                 summary = _tensor_summary(torch.cat(grads))
                 summary["norm"] = float(torch.cat(grads).float().norm())
-                out[f"{prefix}{label}"] = summary
+                out[f"{prefix}{label}_grad"] = summary
     return out
 
 
@@ -357,13 +375,12 @@ class Trainer:
         self.train_split, self.val_split = _open_splits(cfg)
         self.model = build_training_model(cfg)
         self.model.to(device)
-        model_cfg = getattr(self.model, "config", None)
-        if info.enabled and device.type == "cuda" and not getattr(model_cfg, "freeze_bn", False):
+        if info.enabled and device.type == "cuda" and not self.model.freezes_batchnorm:
             # one set of batch statistics over the global batch (frozen BN needs no synchronisation)
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = build_optimizer(self.model, cfg)
         # models with auxiliary heads (the release model) train through forward_with_aux + their aux loss
-        self.with_aux = callable(getattr(self.model, "forward_with_aux", None))
+        self.with_aux = self.model.has_aux_outputs
 
     # -- state ---------------------------------------------------------------------------------
     def load_backbone(self) -> None:
@@ -597,7 +614,6 @@ def _write_run_config(cfg: TrainConfig, paths: RunPaths, model: nn.Module, info:
     ``backbone_weights`` section. None (a resumed run) keeps the section the first start wrote."""
     from gdkvm.models.weights import code_version
 
-    model_cfg = getattr(model, "config", None)
     if backbone is None and cfg.backbone_weights and paths.config.is_file():
         try:
             old = load_yaml(paths.config)
@@ -606,7 +622,7 @@ def _write_run_config(cfg: TrainConfig, paths: RunPaths, model: nn.Module, info:
         backbone = old.get("backbone_weights") if isinstance(old, dict) else None
     data = {
         "train": cfg.to_dict(),
-        "model": to_dict(model_cfg) if model_cfg is not None else None,
+        "model": to_dict(model.config),
         "world_size": info.world_size,
         "versions": {"gdkvm": __version__, "code": code_version(), "torch": str(torch.__version__)},
     }

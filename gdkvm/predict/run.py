@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -30,6 +31,18 @@ SUMMARY_COLUMNS = ["input", "status", "quality", "frames", "fps", "n_beats", "me
                    "ef_unavailable_reason", "notes"]
 
 
+@runtime_checkable
+class ReportsConfidence(Protocol):
+    """A segmenter that reports the mean LV probability of its last recording (``ModelSegmenter`` does)."""
+
+    last_confidence: float | None
+
+
+def last_confidence(segmenter: Segmenter) -> float | None:
+    """The segmenter's confidence in its last recording, None for one that does not report it."""
+    return segmenter.last_confidence if isinstance(segmenter, ReportsConfidence) else None
+
+
 @dataclass
 class PredictOutcome:
     """What happened to one input."""
@@ -53,7 +66,7 @@ def predict_one(path: Path, segmenter: Segmenter, out_dir: Path, *, size: int | 
             notes.append(f"frames resized from {h}x{w} to the training size {size}x{size} and masks mapped back")
         masks = segmenter(rec.frames, progress)
         analysis = analyse_masks(masks, rec.fps, rec.spacing, rec.labelled_phases)
-        quality = _apply_quality(rec, masks, analysis, getattr(segmenter, "last_confidence", None))
+        quality = _apply_quality(rec, masks, analysis, last_confidence(segmenter))
         summary = summary_dict(rec, analysis, notes + analysis.phases.notes)
         summary["quality"] = quality.as_dict()
         ref = reference_ef(path)
