@@ -136,6 +136,10 @@ class _Console(Console):
 console = _Console(highlight=False)
 err_console = _Console(stderr=True, highlight=False)
 
+#: ``ctx.meta`` key of the command line as given (after the program name), kept by the root app
+#: (:mod:`gdkvm.cli.main`) so that ``train --nproc N`` can hand the same command line to its torchrun workers.
+ARGV_META = "gdkvm.argv"
+
 DEBUG_ENV = "GDKVM_DEBUG"
 #: Seconds between two plain progress lines when stdout is not a terminal (default 30).
 LOG_EVERY_ENV = "GDKVM_LOG_EVERY"

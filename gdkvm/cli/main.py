@@ -8,9 +8,21 @@ import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from gdkvm import __version__
-from gdkvm.cli.common import DEBUG_ENV, debug_enabled, err_console
+from gdkvm.cli.common import ARGV_META, DEBUG_ENV, debug_enabled, err_console
+
+
+class _RootGroup(TyperGroup):
+    """The root command group; it keeps the command line it was given in ``ctx.meta[ARGV_META]``."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
+        given = list(args)
+        ctx = super().make_context(info_name, list(args), parent=parent, **extra)
+        ctx.meta[ARGV_META] = given
+        return ctx
+
 
 app = typer.Typer(
     name="gdkvm",
@@ -22,6 +34,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_RootGroup,
 )
 
 def _hide_flag_metavar() -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +13,7 @@ import yaml
 from rich.table import Table
 
 from gdkvm.cli.common import (
+    ARGV_META,
     DEVICE_OPTION_HELP,
     AugmentProfile,
     PresetName,
@@ -30,19 +29,6 @@ from gdkvm.utils.device import check_device_name
 
 def _inside_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def _flags(options: dict[str, Any]) -> list[str]:
-    """Command-line flags re-creating the given (non-None) options for a torchrun worker."""
-    args: list[str] = []
-    for flag, value in options.items():
-        if value is None or value is False:
-            continue
-        if value is True:
-            args.append(flag)
-        else:
-            args += [flag, str(value.value if isinstance(value, Enum) else value)]
-    return args
 
 
 def parse_model_set(items: list[str]) -> dict[str, Any]:
@@ -91,6 +77,7 @@ def _print_result(run_dir: Path) -> None:
 
 
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option("--data", help="Prepared dataset folder (PREPARED/<dataset>, with train/ val/ test/).")],
     variant: Annotated[str, typer.Option("--variant", help="Model variant (see `gdkvm variants`).")] = "full",
     preset: Annotated[PresetName, typer.Option("--preset", help="Model size preset.")] = "paper",
@@ -131,10 +118,10 @@ def train(
 
       gdkvm train --data data/prepared/camus --backbone-weights key=resnet50.pth --backbone-weights value=resnet18.pth
     """
-    from gdkvm.engine.config import TrainConfig, load_train_config
-    from gdkvm.engine.distributed import launch_torchrun
+    from gdkvm.engine.config import TrainConfig
+    from gdkvm.engine.distributed import launch_torchrun, without_option
     from gdkvm.engine.inference import precision_name
-    from gdkvm.engine.train import train_run
+    from gdkvm.engine.train import effective_train_config, train_run
     from gdkvm.models.weights import parse_backbone_weights
 
     given = {
@@ -154,33 +141,17 @@ def train(
     run_dir = out / identity.run_name
 
     if nproc > 1 and not _inside_torchrun():
-        flags = {"--data": data, "--variant": variant, "--preset": preset, "--out": out, "--name": identity.run_name,
-                 "--iterations": iterations, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
-                 "--supervision": supervision, "--device": device, "--val-every": val_every,
-                 "--ckpt-every": ckpt_every, "--resume": resume,
-                 "--workers": workers, "--augment-profile": augment_profile, "--threads": threads}
-        args = _flags(flags)
-        if amp is not None:
-            args.append("--amp" if amp else "--no-amp")
-        if augment is not None:
-            args.append("--augment" if augment else "--no-augment")
-        for item in model_set or []:
-            args += ["--model-set", item]
-        for item in backbone_weights or []:
-            args += ["--backbone-weights", item]
+        argv = ctx.meta.get(ARGV_META)
+        if argv is None:
+            raise ConfigError("--nproc: the command line is unknown here, so the torchrun workers cannot re-run "
+                              "it (run gdkvm from the shell)")
+        # each worker runs the user's own command line, minus the launcher flag
         console.print(f"launching {nproc} processes with torchrun", soft_wrap=True)
-        launch_torchrun(nproc, ["gdkvm.cli.main", "train", *args])
+        launch_torchrun(nproc, ["gdkvm.cli.main", *without_option(argv, "--nproc")])
         _print_result(run_dir)
         return
 
-    config_file = run_dir / "config.yaml"
-    if resume and config_file.is_file():
-        # Unspecified options keep the values the run was started with.
-        saved = load_train_config(config_file)
-        base = dataclasses.replace(saved, data=str(data), name=name or saved.name)
-    else:
-        base = identity
-    cfg = base.with_overrides(**given)
+    cfg = effective_train_config(identity, given, out, resume=resume)
     main_rank = os.environ.get("RANK", "0") == "0"
     local_rank = int(os.environ["LOCAL_RANK"]) if _inside_torchrun() else None
     if main_rank:

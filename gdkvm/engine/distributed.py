@@ -142,6 +142,27 @@ def torchrun_command(nproc: int, module_args: Sequence[str], port: int | None = 
     ]
 
 
+def without_option(argv: Sequence[str], flag: str) -> list[str]:
+    """``argv`` without the option ``flag`` and its value (``flag VALUE`` or ``flag=VALUE``, every time it
+    appears before a ``--``), e.g. the user's command line minus the launcher flag ``--nproc`` for the
+    torchrun workers, which re-run that same command line."""
+    out: list[str] = []
+    args = list(argv)
+    k = 0
+    while k < len(args):
+        arg = args[k]
+        if arg == "--":
+            out += args[k:]
+            break
+        if arg == flag:
+            k += 2
+            continue
+        if not arg.startswith(flag + "="):
+            out.append(arg)
+        k += 1
+    return out
+
+
 def launch_torchrun(nproc: int, module_args: Sequence[str], env: dict[str, str] | None = None) -> None:
     """Run the torchrun command as a subprocess and wait; a failed worker is a one-line GdkvmError."""
     cmd = torchrun_command(nproc, module_args)

@@ -68,17 +68,25 @@ def test_nproc_relaunches_through_torchrun(monkeypatch, tmp_path):
 
     monkeypatch.setattr(dist_mod, "launch_torchrun", fake_launch)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    result = runner.invoke(app, ["train", "--data", "d/camus", "--preset", "tiny", "--nproc", "2", "--device", "cpu",
-                                 "--batch-size", "4", "--out", str(tmp_path), "--model-set", "freeze_bn=true",
-                                 "--no-augment"])
+    user = ["train", "--data", "d/camus", "--preset", "tiny", "--device", "cpu", "--batch-size", "4",
+            "--out", str(tmp_path), "--model-set", "freeze_bn=true", "--no-augment", "--augment-profile", "robust",
+            "--backbone-weights", "key=k.pth", "--supervision", "full", "--resume"]
+    # the workers get the user's command line as given, minus the launcher flag (in either spelling)
+    for launcher in (["--nproc", "2"], ["--nproc=2"]):
+        result = runner.invoke(app, [*user[:3], *launcher, *user[3:]])
+        assert result.exit_code == 0, result.output
+        assert seen["nproc"] == 2 and seen["args"] == ["gdkvm.cli.main", *user]
+    result = runner.invoke(app, ["--debug", *user, "--nproc", "3"])
     assert result.exit_code == 0, result.output
-    args = seen["args"]
-    assert seen["nproc"] == 2 and args[:2] == ["gdkvm.cli.main", "train"]
-    assert "--nproc" not in args
-    for flag, value in (("--name", "camus-full-tiny"), ("--batch-size", "4"), ("--device", "cpu"),
-                        ("--model-set", "freeze_bn=true")):
-        assert args[args.index(flag) + 1] == value
-    assert "--no-augment" in args
+    assert seen["nproc"] == 3 and seen["args"] == ["gdkvm.cli.main", "--debug", *user]
+
+
+def test_without_option_drops_only_the_launcher_flag():
+    from gdkvm.engine.distributed import without_option
+
+    argv = ["train", "--nproc", "2", "--name", "x", "--nproc=4", "--", "--nproc", "5"]
+    assert without_option(argv, "--nproc") == ["train", "--name", "x", "--", "--nproc", "5"]
+    assert without_option(["train", "--nprocs", "2"], "--nproc") == ["train", "--nprocs", "2"]
 
 
 def test_parse_model_set():
@@ -88,3 +96,25 @@ def test_parse_model_set():
         "freeze_bn": True, "decay_form": "official", "key_dim": 8}
     with pytest.raises(ConfigError):
         parse_model_set(["=3"])
+
+
+def test_resume_merges_the_given_options_over_the_saved_config_in_one_place(tmp_path):
+    from gdkvm.config import save_yaml
+    from gdkvm.engine.config import TrainConfig
+    from gdkvm.engine.train import effective_train_config, resume_config
+
+    saved = TrainConfig(data="old/camus", preset="tiny", iterations=300, seed=3, lr=1e-3, name="run")
+    save_yaml(tmp_path / "run" / "config.yaml", {"train": saved.to_dict()})
+    identity = TrainConfig(data="new/camus", preset="tiny", name="run")
+    given = {"iterations": None, "seed": None, "lr": None, "workers": 2}
+    # options not given keep the saved values (not the recipe's defaults); the free ones given are taken
+    cfg = effective_train_config(identity, given, tmp_path, resume=True)
+    assert (cfg.iterations, cfg.seed, cfg.lr, cfg.workers, cfg.data) == (300, 3, 1e-3, 2, "new/camus")
+    # a fresh run puts them over the defaults
+    fresh = effective_train_config(identity, given, tmp_path / "elsewhere", resume=True)
+    assert (fresh.iterations, fresh.seed, fresh.workers) == (TrainConfig(data="x").iterations, 0, 2)
+    # the same function checks a resumption: a changed seed would break the run
+    with pytest.raises(ConfigError, match="cannot resume with seed=4; the run was started with seed=3"):
+        resume_config(saved, {"seed": 4}, tmp_path / "run" / "config.yaml")
+    assert resume_config(saved, {"seed": 4}, tmp_path, check=False).seed == 4
+    assert resume_config(saved, {"seed": 3, "iterations": 600}, tmp_path).iterations == 600
