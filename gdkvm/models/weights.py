@@ -21,6 +21,7 @@ DataError naming what was expected and what was found.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import subprocess
@@ -299,7 +300,7 @@ def _family(metadata: Mapping[str, str], path: Path) -> tuple[type, type]:
     to the model family name in ``model_class`` when the registry knows it (only the class name is
     compared; the module path in the file is never imported).
     """
-    from gdkvm.models.registry import build_model, list_variants
+    from gdkvm.models.registry import build_model, get_variant, list_variants
 
     variant = metadata.get("variant", "")
     if variant not in list_variants():
@@ -308,6 +309,11 @@ def _family(metadata: Mapping[str, str], path: Path) -> tuple[type, type]:
             raise DataError(path, f"checkpoint variant '{variant or 'unknown'}' is not registered in this "
                             f"version of gdkvm (see `gdkvm variants`)")
         variant = _FAMILY_VARIANTS[family]
+    if get_variant(variant).builder is None:  # a GDKVM variant: no probe build needed
+        from gdkvm.models.config import ModelConfig
+        from gdkvm.models.gdkvm import GDKVM
+
+        return GDKVM, ModelConfig
     with torch.device("meta"):
         probe = build_model(variant, "tiny")
     return type(probe), type(probe.config)
@@ -321,7 +327,7 @@ def _parse_config(config_cls: type, raw: str, path: Path) -> Any:
         raise DataError(path, "checkpoint config metadata is not valid JSON") from None
     if not isinstance(data, dict):
         raise DataError(path, "checkpoint config metadata is not a JSON object")
-    fields = getattr(config_cls, "__dataclass_fields__", {})
+    fields = {f.name for f in dataclasses.fields(config_cls)}
     if "step_order" in fields and "step_order" not in data:
         data["step_order"] = "read-first"  # trained before the paper's step order existed
     try:

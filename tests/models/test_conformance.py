@@ -50,6 +50,13 @@ def plain(variant: str) -> nn.Module:
 
 
 @functools.cache
+def with_objects(variant: str) -> nn.Module:
+    """The variant at the tiny preset with ``OBJECTS`` objects, in eval mode (not changed by the tests)."""
+    torch.manual_seed(2)
+    return build_model(variant, "tiny", num_objects=OBJECTS).eval()
+
+
+@functools.cache
 def calibrated(variant: str) -> tuple[nn.Module, Tensor]:
     """A float64 eval-mode model with ``OBJECTS`` objects whose BatchNorm statistics come from its clip
     (random statistics would saturate the soft aggregation), and that clip (2, 3, 1, 32, 32)."""
@@ -84,8 +91,8 @@ def test_registered_and_built_by_preset(variant):
     model = plain(variant)
     assert model.variant == variant and model.num_objects == 1
     assert sum(p.numel() for p in model.parameters()) < 2_000_000  # tiny: fast on a CPU
-    two = build_model(variant, "tiny", num_objects=2)
-    assert two.num_objects == two.config.num_objects == 2
+    two = with_objects(variant)
+    assert two.variant == variant and two.num_objects == two.config.num_objects == OBJECTS
     one_line_error(lambda: build_model(variant, "huge"), "unknown preset 'huge'; valid: paper, small, tiny",
                    ConfigError)
     one_line_error(lambda: build_model(variant, "tiny", not_a_field=1), "unknown field(s) ['not_a_field']",
@@ -157,8 +164,7 @@ def test_check_model_names_the_class_and_missing_member(monkeypatch):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_forward_shape_and_background_channel(variant):
-    torch.manual_seed(2)
-    model = build_model(variant, "tiny", num_objects=OBJECTS).eval()
+    model = with_objects(variant)
     clip = torch.rand(2, 2, 1, SIZE, 48)
     with torch.no_grad():
         logits = model(clip)
@@ -187,6 +193,10 @@ def test_stepper_equals_clip_with_the_declared_state(variant):
     growth = model.state_growth_bytes(b, h, w, torch.float64)
     assert [later - earlier for earlier, later in zip(sizes[:-1], sizes[1:], strict=True)] == [growth] * (t - 1)
     assert (sizes[0] == 0) == model.frame_wise
+    # each video of the batch has its own state: one video alone gives its rows, with half the state
+    alone, alone_sizes = stream(model, clip[:1])
+    torch.testing.assert_close(alone, whole[:1], rtol=1e-9, atol=1e-9)
+    assert [2 * n for n in alone_sizes] == sizes
     # an earlier frame changes later outputs exactly when the model has a temporal state
     changed = clip.clone()
     changed[:, 0] = torch.rand(b, 1, h, w, dtype=clip.dtype, generator=torch.Generator().manual_seed(3))
@@ -286,8 +296,7 @@ def test_bad_clips_raise_one_line(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_checkpoint_round_trip(variant, tmp_path):
-    torch.manual_seed(6)
-    model = build_model(variant, "tiny", num_objects=OBJECTS).eval()
+    model = with_objects(variant)
     path = save_checkpoint(model, tmp_path / "ckpt.safetensors", extra_metadata={"iteration": 7, "note": "x"})
     meta = read_checkpoint_metadata(path)
     assert meta["variant"] == variant and meta["iteration"] == "7" and meta["note"] == "x"

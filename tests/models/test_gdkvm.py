@@ -94,18 +94,6 @@ def test_gate_parameters_name_the_sources_of_each_gate():
     assert set(tiny("gdr-wo-beta").memory.gate_parameters()) == {"alpha"}
 
 
-def test_stepper_state_size_independent_of_length():
-    model = tiny("gdr").eval()
-    stepper = model.stepper()
-    with torch.no_grad():
-        stepper.step(torch.rand(1, 1, 32, 32))
-        first = stepper.state_bytes()
-        for _ in range(12):
-            stepper.step(torch.rand(1, 1, 32, 32))
-    assert stepper.frames == 13
-    assert stepper.state_bytes() == first > 0
-
-
 def test_train_mode_matches_with_frozen_batchnorm():
     torch.manual_seed(4)
     clip = torch.rand(1, 3, 1, 32, 32, dtype=torch.float64)
