@@ -179,8 +179,12 @@ def test_echonet_round_trip(phantom, prepared):
                 resized = cv2.resize(mask, (ECHO_SIZE, ECHO_SIZE), interpolation=cv2.INTER_NEAREST)
                 assert np.array_equal(store.masks[pos, t], resized)
             assert store.labeled[pos].tolist() == [True] + [False] * 8 + [True]
-            # single-plane method of disks on the tracing, V = pi/4 sum d_i^2 L/20: EF within a few points
-            assert abs(row["gt_ef"] - record["EF"]) < 4.0
+            # single-plane method of disks on the tracing, V = pi/4 sum d_i^2 L/20: right phases (not swapped)
+            # and near the exact EF; a foreshortened plane only cuts off more of the ES cavity, so it can
+            # raise the 2D EF (docs/phantom.md 5b) but not lower it beyond the on-axis method error
+            assert record["EF"] - 4.0 < row["gt_ef"] < 90.0
+            on_axis = record["plane"]["offset_mm"] == 0 and record["plane"]["tilt_deg"] == 0
+            assert not on_axis or abs(row["gt_ef"] - record["EF"]) < 4.0
             # the phantom's own disk EF from unrounded coordinates (the CSV keeps 6 significant digits)
             assert row["gt_ef"] == pytest.approx(record["tracing_ef"], abs=1e-3)
     assert es_first_seen >= 1

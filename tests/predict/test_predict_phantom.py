@@ -21,6 +21,19 @@ def oracle_masks(seed: int, index: int, echonet_beats: float) -> np.ndarray:
     return np.stack([renderer.labels(float(m)) == 1 for m in spec.cycle.contraction(phase)]).astype(np.uint8)
 
 
+def single_plane_ef(truth: dict, patient: str, view: str) -> float:
+    """EF (%) of the single-plane disk volumes of the exact cut a CAMUS view images, at its ED and ES
+    (the first and last frame of the half sequence in acquisition order)."""
+    from gdkvm.data.phantom.tracing import single_plane_volume_ml
+
+    spec, _ = sample_patient(truth["seed"], int(patient.removeprefix("patient")), truth["echonet_beats"])
+    anatomy = spec.setups[view].anatomy
+    phase = np.array([0, spec.camus_frames - 1]) / spec.camus_fps / spec.cycle.period_s
+    edv, esv = (single_plane_volume_ml(spec.shape, anatomy.omega, float(m), anatomy.plane)
+                for m in spec.cycle.contraction(phase))
+    return 100.0 * (edv - esv) / edv
+
+
 def test_phantom_videos_ed_es_and_ef(phantom, tmp_path):
     import json
 
@@ -47,8 +60,9 @@ def test_phantom_videos_ed_es_and_ef(phantom, tmp_path):
                     assert min(abs(f - t) for f in found) <= 2, (name, found, true)
             for f in found:  # and nothing spurious is detected
                 assert min(abs(f - t) for t in true) <= 3, (name, found, true)
-        # Single-plane disks on the oracle masks: a few EF points from the exact 3D EF.
-        assert s["mean_ef"] == pytest.approx(info["EF"], abs=6.0), name
+        # Single-plane disks on the oracle masks: a few EF points from the EF of the cut the video images
+        # (the phantom's own disk EF of its traced frames; foreshortening moves it away from the 3D EF).
+        assert s["mean_ef"] == pytest.approx(info["tracing_ef"], abs=6.0), name
         checked += 1
     assert checked == len(truth["echonet"]) >= 3
 
@@ -113,8 +127,9 @@ def test_camus_half_sequence_uses_the_cfg_phases(phantom, tmp_path):
             assert (s["ed_frames"], s["es_frames"]) == ([info.ed - 1], [info.es - 1])
             assert s["beats"][0]["edv"] > s["beats"][0]["esv"] > 0
             assert "from the acquisition's labels" in " ".join(s["notes"])
-            # Single-plane disks on the exact label masks vs the phantom's exact 3D EF.
-            exact_ef = truth["camus"][patient_dir.name]["EF"]
-            assert s["mean_ef"] == pytest.approx(exact_ef, abs=4.0), (seq.name, s["mean_ef"], exact_ef)
+            # Single-plane disks on the exact label masks vs a perfect tracer of the cut this view images
+            # (foreshortened planes move both away from the exact 3D EF, docs/phantom.md 5b).
+            cut_ef = single_plane_ef(truth, patient_dir.name, view)
+            assert s["mean_ef"] == pytest.approx(cut_ef, abs=4.0), (seq.name, s["mean_ef"], cut_ef)
             checked += 1
     assert checked == 6

@@ -92,6 +92,13 @@ def biplane_volume_ml(shape: LVShape, m: float, plane_4ch: Foreshortening | None
     return float(np.pi / 4.0 * np.sum(d4 * d2) * max(len4, len2) / N_DISKS) / 1000.0
 
 
+def single_plane_volume_ml(shape: LVShape, omega: float, m: float, plane: Foreshortening | None = None) -> float:
+    """Single-plane method of disks on the exact cut of one view (angle ``omega``, optional foreshortened
+    ``plane``): what a perfect tracer of that view would report, V = pi/4 * sum(d_i^2) * L / n_disks (mL)."""
+    length, d = _disk_chords(*cavity_outline(shape, omega, m, plane=plane))
+    return float(np.pi / 4.0 * np.sum(d * d) * length / N_DISKS) / 1000.0
+
+
 def long_axis_mm(shape: LVShape, omega: float, m: float, plane: Foreshortening | None = None) -> float:
     """The LV length a tracer of this view measures: from the apex the plane shows to the midpoint of the
     mitral annulus, in mm (L(m) for a plane through the axis; shorter when foreshortened)."""
