@@ -25,6 +25,7 @@ from gdkvm.models.interface import FrameStepper, SegmentationModel, Segmentation
 from gdkvm.models.modules import soft_aggregate
 from gdkvm.models.registry import VariantSpec, build_model, get_variant, list_variants
 from gdkvm.models.weights import check_variant, load_model, read_checkpoint_metadata, save_checkpoint
+from tests.models.calibration import calibrate_batchnorm
 
 pytestmark = pytest.mark.usefixtures("module_one_thread")
 
@@ -63,14 +64,7 @@ def calibrated(variant: str) -> tuple[nn.Module, Tensor]:
     torch.manual_seed(1)
     model = build_model(variant, "tiny", num_objects=OBJECTS).double()
     clip = torch.rand(2, 3, 1, SIZE, SIZE, dtype=torch.float64)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: one pass sets the statistics
-    model.train()
-    with torch.no_grad():
-        model(clip)
-    return model.eval(), clip
+    return calibrate_batchnorm(model, clip), clip
 
 
 def stream(model: nn.Module, clip: Tensor, prompt: Tensor | None = None) -> tuple[Tensor, list[int]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from gdkvm.errors import DataError, GdkvmError
 from gdkvm.models.config import ModelConfig, preset_config
@@ -14,6 +13,7 @@ from gdkvm.models.gdkvm import GDKVM
 from gdkvm.models.memory import MEMORY_RULES, build_memory
 from gdkvm.models.registry import build_model, count_model_parameters, get_variant, list_variants
 from gdkvm.models.weights import load_model, read_checkpoint_metadata, save_checkpoint
+from tests.models.calibration import calibrate_batchnorm
 
 PAPER_PARAMS = 35.2e6  # GDKVM's size reported in the paper (Sec. 4.2)
 
@@ -30,14 +30,7 @@ def _one_thread():
 
 def calibrated(model: GDKVM, clip: torch.Tensor) -> GDKVM:
     """Eval-mode model whose BatchNorm statistics come from ``clip`` (random init would saturate)."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: one pass sets the statistics
-    model.train()
-    with torch.no_grad():
-        model(clip)
-    return model.eval()
+    return calibrate_batchnorm(model, clip)
 
 
 def tiny(rule: str = "gdr", **overrides) -> GDKVM:
