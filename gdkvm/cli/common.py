@@ -26,7 +26,7 @@ from rich.progress import (
 
 from gdkvm.data.augment import AugmentProfile
 from gdkvm.data.camus import LabelSet
-from gdkvm.data.echonet import ClipForm, GrayMode, TracingRows
+from gdkvm.data.echonet import ClipForm, GrayMode, MaskFill, TracingRows
 from gdkvm.data.prepare_camus import CamusSplit
 from gdkvm.data.prepare_echonet import Protocol
 from gdkvm.data.sampling import SamplingRule
@@ -52,6 +52,7 @@ CHOICES: dict[str, Any] = {
     "--split": Split,
     "--clip": ClipForm,
     "--gray": GrayMode,
+    "--mask-fill": MaskFill,
     "--tracing-rows": TracingRows,
     "--protocol": Protocol,
     "--supervision": Supervision,

@@ -15,6 +15,7 @@ from gdkvm.cli.common import (
     ClipForm,
     GrayMode,
     LabelSet,
+    MaskFill,
     Protocol,
     SamplingRule,
     TracingRows,
@@ -242,7 +243,7 @@ def echonet(
     out: OutOpt = DEFAULT_OUT,
     protocol: Annotated[
         Protocol | None,
-        _protocol_opt("clip order, sampling, size, frames, grey conversion and tracing rows"),
+        _protocol_opt("clip order, sampling, size, frames, grey conversion, tracing rows and mask fill"),
     ] = None,
     size: Annotated[int | None, typer.Option(
         "--size", min=16, help="Output frame size (square). Default: the protocol's, else 128.",
@@ -277,6 +278,14 @@ def echonet(
             show_default=False,
         ),
     ] = None,
+    mask_fill: Annotated[
+        MaskFill | None,
+        typer.Option(
+            "--mask-fill", help="skimage: polygon pixels strictly inside the tracing (echonet/dynamic, MemSAM); "
+            "cv2: cv2.fillPoly, outline pixels included (the GDKVM re-release). Default: the protocol's, "
+            "else skimage.", show_default=False,
+        ),
+    ] = None,
     strict: StrictOpt = False,
     search_below: SearchBelowOpt = False,
 ) -> None:
@@ -305,6 +314,7 @@ def echonet(
             frames=frames,
             gray=gray,
             tracing_rows=tracing_rows,
+            mask_fill=mask_fill,
             strict=strict,
             progress=update,
         )

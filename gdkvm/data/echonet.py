@@ -239,13 +239,23 @@ class FrameTracing:
         (about twice the true one) or of its hollow mask would misorder them."""
         return _shoelace(*_polygon(self.coords[:ROWS_PER_TRACING][1:]))
 
-    def mask(self, shape: tuple[int, int]) -> np.ndarray:
-        """Rasterise the polygon on an (H, W) grid -> uint8 {0, 1}; outside points are clipped."""
+    def mask(self, shape: tuple[int, int], fill: MaskFill = "skimage") -> np.ndarray:
+        """Rasterise the polygon (vertices rounded to the nearest pixel) on an (H, W) grid -> uint8 {0, 1};
+        outside points are clipped. ``fill`` (:data:`MASK_FILLS`): ``skimage`` (``skimage.draw.polygon``,
+        pixel centres strictly inside, as echonet/dynamic and MemSAM) or ``cv2`` (``cv2.fillPoly``, which
+        also sets the pixels the outline passes through, as the GDKVM re-release)."""
+        if fill not in MASK_FILLS:
+            raise ValueError(f"unknown mask fill {fill!r}; valid: {', '.join(MASK_FILLS)}")
+        x, y = self.polygon()
+        out = np.zeros(shape, dtype=np.uint8)
+        if fill == "cv2":
+            import cv2
+
+            cv2.fillPoly(out, [np.stack([np.rint(x), np.rint(y)], axis=1).astype(np.int32)], 1)
+            return out
         from skimage.draw import polygon as fill_polygon
 
-        x, y = self.polygon()
         rows, cols = fill_polygon(np.rint(y).astype(np.int64), np.rint(x).astype(np.int64), shape)
-        out = np.zeros(shape, dtype=np.uint8)
         out[rows, cols] = 1
         return out
 
@@ -336,6 +346,9 @@ def read_tracings(path: str | Path, tracing_rows: TracingRows = "first") -> Trac
 #: ``cvtColor(BGR2GRAY)`` (0.299 R + 0.587 G + 0.114 B, rounded), as the GDKVM re-release converts frames.
 GrayMode = Literal["channel", "luma"]
 GRAY_MODES: tuple[str, ...] = get_args(GrayMode)
+#: How a tracing polygon becomes a mask (:meth:`FrameTracing.mask`).
+MaskFill = Literal["skimage", "cv2"]
+MASK_FILLS: tuple[str, ...] = get_args(MaskFill)
 
 
 def load_video(path: str | Path, gray: GrayMode = "channel") -> np.ndarray:
@@ -479,10 +492,10 @@ class EchoCase:
         return int(self.video.shape[0])
 
 
-def load_echonet_case(entry: EchoEntry, gray: GrayMode = "channel") -> EchoCase:
+def load_echonet_case(entry: EchoEntry, gray: GrayMode = "channel", mask_fill: MaskFill = "skimage") -> EchoCase:
     """Decode the video (``gray``: see :data:`GRAY_MODES`), check the traced frames against it, and pick
     ED/ES by polygon area (of the first tracing of each frame, :meth:`FrameTracing.first_tracing_area`;
-    the row order is not used)."""
+    the row order is not used). Masks are filled with ``mask_fill`` (:meth:`FrameTracing.mask`)."""
     video = load_video(entry.video_path, gray)
     n_frames = video.shape[0]
     first, second = entry.tracings
@@ -506,8 +519,8 @@ def load_echonet_case(entry: EchoEntry, gray: GrayMode = "channel") -> EchoCase:
         video=video,
         ed_frame=ed.frame,
         es_frame=es.frame,
-        ed_mask=ed.mask(shape),
-        es_mask=es.mask(shape),
+        ed_mask=ed.mask(shape, mask_fill),
+        es_mask=es.mask(shape, mask_fill),
         ed_tracing=ed,
         es_tracing=es,
     )

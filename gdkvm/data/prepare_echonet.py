@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from gdkvm.data import echonet
-from gdkvm.data.echonet import ClipForm, GrayMode, TracingRows
+from gdkvm.data.echonet import ClipForm, GrayMode, MaskFill, TracingRows
 from gdkvm.data.prepare_toolkit import (
     bad_case,
     check_common_options,
@@ -48,22 +48,23 @@ Protocol = Literal["gdkvm", "memsam"]
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 #: ``gdkvm``: the GDKVM re-release (``gdkvm_data/echonet.py``): forward cyclic ED -> ES, ``rint`` sampling,
-#: 128 px, frames converted with ``cvtColor(BGR2GRAY)``, every tracing row after the first in the polygon.
+#: 128 px, frames converted with ``cvtColor(BGR2GRAY)``, every tracing row after the first in the polygon,
+#: polygons filled with ``cv2.fillPoly`` (outline pixels included).
 #: ``memsam``: MemSAM (``utils/preprocess_echonet.py``, ``load_video_and_mask_file``): earlier -> later
 #: traced frame, ``floor`` sampling, 256 px (its encoder input size), videos with exactly 21 rows per
 #: traced frame only; MemSAM keeps the 3 decoded channels, which are grey stored as RGB, so the
-#: one-channel store keeps the first one.
+#: one-channel store keeps the first one; polygons filled with ``skimage.draw.polygon``.
 ECHONET_PROTOCOLS: dict[str, dict[str, Any]] = {
     "gdkvm": {"clip": "ed-es", "sampling": "rint", "size": 128, "frames": 10, "gray": "luma",
-              "tracing_rows": "all"},
+              "tracing_rows": "all", "mask_fill": "cv2"},
     "memsam": {"clip": "earlier-later", "sampling": "floor", "size": 256, "frames": 10, "gray": "channel",
-               "tracing_rows": "exact"},
+               "tracing_rows": "exact", "mask_fill": "skimage"},
 }
 
 #: Without a protocol (gdkvm <= 0.1 defaults; note that they mix the re-release clip order with
 #: MemSAM's sampling).
 ECHONET_DEFAULTS: dict[str, Any] = {"clip": "ed-es", "sampling": "floor", "size": 128, "frames": 10,
-                                    "gray": "channel", "tracing_rows": "first"}
+                                    "gray": "channel", "tracing_rows": "first", "mask_fill": "skimage"}
 
 
 def resolve_protocol(
@@ -107,7 +108,8 @@ class EchonetPrepareOptions:
     traced frames that do not have exactly 21 rows: ``'all'`` (echonet/dynamic and the re-release:
     every row after the first), ``'first'`` (the first 21 rows) or ``'exact'`` (MemSAM: skip the
     video unless both traced frames have exactly 21 rows); see :mod:`gdkvm.data.echonet`. ``gray``:
-    ``'channel'`` (first decoded channel) or ``'luma'`` (``cvtColor(BGR2GRAY)``, re-release).
+    ``'channel'`` (first decoded channel) or ``'luma'`` (``cvtColor(BGR2GRAY)``, re-release). ``mask_fill``:
+    ``'skimage'`` (echonet/dynamic, MemSAM) or ``'cv2'`` (``cv2.fillPoly``, re-release; outline included).
     ``protocol``: the :data:`ECHONET_PROTOCOLS` entry the options came from, or None."""
 
     size: int = 128
@@ -116,6 +118,7 @@ class EchonetPrepareOptions:
     frames: int = 10
     tracing_rows: TracingRows = "first"
     gray: GrayMode = "channel"
+    mask_fill: MaskFill = "skimage"
     protocol: Protocol | None = None
 
 
@@ -127,6 +130,8 @@ def _check_echonet_options(opts: EchonetPrepareOptions) -> None:
         raise unknown_name("clip form", str(opts.clip), echonet.CLIP_FORMS)
     if opts.tracing_rows not in echonet.TRACING_ROWS:
         raise unknown_name("tracing-rows policy", str(opts.tracing_rows), echonet.TRACING_ROWS)
+    if opts.mask_fill not in echonet.MASK_FILLS:
+        raise unknown_name("mask fill", str(opts.mask_fill), echonet.MASK_FILLS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,6 +239,7 @@ def prepare_echonet(
     frames: int | None = None,
     tracing_rows: TracingRows | None = None,
     gray: GrayMode | None = None,
+    mask_fill: MaskFill | None = None,
     strict: bool = False,
     progress: Progress | None = None,
     search_below: bool = False,
@@ -254,7 +260,7 @@ def prepare_echonet(
     resolved, as store.json ``source_root``.
 
     ``protocol`` (``'gdkvm'`` or ``'memsam'``, :data:`ECHONET_PROTOCOLS`) sets clip order, sampling,
-    size, frames, grey conversion and tracing rows as that source does; an option given explicitly (not
+    size, frames, grey conversion, tracing rows and mask fill as that source does; an option given explicitly (not
     None) overrides it. Without a protocol the unset options take :data:`ECHONET_DEFAULTS`. The protocol
     is recorded in store.json ``options``, with a note naming any override.
     """
@@ -262,7 +268,7 @@ def prepare_echonet(
     values, overridden = resolve_protocol(
         protocol, ECHONET_PROTOCOLS, ECHONET_DEFAULTS,
         {"size": size, "sampling": sampling, "clip": clip, "frames": frames, "tracing_rows": tracing_rows,
-         "gray": gray},
+         "gray": gray, "mask_fill": mask_fill},
     )
     opts = EchonetPrepareOptions(**values, protocol=protocol)
     _check_echonet_options(opts)
@@ -287,7 +293,7 @@ def prepare_echonet(
     def clips() -> Iterator[StoreClip]:
         for k, entry in enumerate(index.entries, start=1):
             try:
-                case = echonet.load_echonet_case(entry, opts.gray)
+                case = echonet.load_echonet_case(entry, opts.gray, opts.mask_fill)
                 images, masks, labeled, row = _echonet_clip(case, opts, tracings_path)
             except DataError as e:
                 if strict:

@@ -28,15 +28,16 @@ runner = CliRunner()
 # What docs/store.md ("Protocols") promises, written out independently of the code's tables.
 DOCUMENTED_ECHONET = {
     "gdkvm": {"clip": "ed-es", "sampling": "rint", "size": 128, "frames": 10, "gray": "luma",
-              "tracing_rows": "all"},
+              "tracing_rows": "all", "mask_fill": "cv2"},
     "memsam": {"clip": "earlier-later", "sampling": "floor", "size": 256, "frames": 10, "gray": "channel",
-               "tracing_rows": "exact"},
+               "tracing_rows": "exact", "mask_fill": "skimage"},
 }
 DOCUMENTED_CAMUS = {
     "gdkvm": {"sampling": "rint", "size": 256, "frames": 10, "labels": "lv", "split": "official"},
     "memsam": {"sampling": "floor", "size": 256, "frames": 10, "labels": "lv", "split": "memsam"},
 }
-NO_ECHONET = {"size": None, "sampling": None, "clip": None, "frames": None, "tracing_rows": None, "gray": None}
+NO_ECHONET = {"size": None, "sampling": None, "clip": None, "frames": None, "tracing_rows": None, "gray": None,
+              "mask_fill": None}
 
 
 def test_protocol_tables_are_the_documented_ones():
@@ -62,7 +63,7 @@ def test_resolve_gives_the_protocol_and_explicit_options_override(protocol):
 def test_no_protocol_keeps_the_old_defaults_and_unknown_is_refused():
     values, overridden = resolve_protocol(None, ECHONET_PROTOCOLS, ECHONET_DEFAULTS, NO_ECHONET)
     assert values == ECHONET_DEFAULTS == {"clip": "ed-es", "sampling": "floor", "size": 128, "frames": 10,
-                                          "gray": "channel", "tracing_rows": "first"}
+                                          "gray": "channel", "tracing_rows": "first", "mask_fill": "skimage"}
     assert overridden == []
     with pytest.raises(GdkvmError, match="data protocol"):
         resolve_protocol("cutie", ECHONET_PROTOCOLS, ECHONET_DEFAULTS, NO_ECHONET)
@@ -164,3 +165,41 @@ def test_gray_luma_is_opencv_bgr2gray(tmp_path):
     assert not np.array_equal(luma, channel)
     with pytest.raises(ValueError, match="grey conversion"):
         echonet.load_video(path, gray="mean")
+
+
+def test_mask_fill_cv2_is_fillpoly_and_a_superset_of_skimage(tmp_path):
+    """``cv2`` fills the rounded polygon as cv2.fillPoly does (outline included, the re-release);
+    ``skimage`` keeps pixel centres strictly inside (echonet/dynamic): a strict superset of it."""
+    import cv2
+    from skimage.draw import polygon as sk_polygon
+
+    _echonet_raw(tmp_path)
+    root = tmp_path / "raw" / "EchoNet-Dynamic"
+    index = echonet.index_echonet(root, "first")
+    tracing = index.entries[0].tracings[0]
+    x, y = tracing.polygon()
+    shape = (112, 112)
+    expected_cv2 = np.zeros(shape, np.uint8)
+    cv2.fillPoly(expected_cv2, [np.stack([np.rint(x), np.rint(y)], 1).astype(np.int32)], 1)
+    rr, cc = sk_polygon(np.rint(y).astype(int), np.rint(x).astype(int), shape)
+    expected_sk = np.zeros(shape, np.uint8)
+    expected_sk[rr, cc] = 1
+    filled_cv2, filled_sk = tracing.mask(shape, "cv2"), tracing.mask(shape, "skimage")
+    assert np.array_equal(filled_cv2, expected_cv2) and np.array_equal(filled_sk, expected_sk)
+    assert np.array_equal(tracing.mask(shape), filled_sk)  # skimage stays the default
+    assert (filled_cv2 >= filled_sk).all() and filled_cv2.sum() > filled_sk.sum()
+    with pytest.raises(ValueError, match="mask fill"):
+        tracing.mask(shape, "pil")
+
+    # through prepare: the gdkvm protocol stores cv2-filled masks, an explicit --mask-fill overrides it
+    prepare_echonet(root, tmp_path / "g", protocol="gdkvm", size=112, strict=True)
+    prepare_echonet(root, tmp_path / "s", protocol="gdkvm", size=112, mask_fill="skimage", strict=True)
+    g, s = open_store(tmp_path / "g" / "echonet", "train"), open_store(tmp_path / "s" / "echonet", "train")
+    assert (g.masks[:, 0] >= s.masks[:, 0]).all() and g.masks[:, 0].sum() > s.masks[:, 0].sum()
+    assert np.array_equal(g.images, s.images)
+    note = next(n for n in _meta(tmp_path / "s", "echonet")["notes"] if n.startswith("protocol 'gdkvm'"))
+    assert "mask_fill='skimage' (protocol: 'cv2')" in note
+    result = runner.invoke(app, ["prepare", "echonet", "--root", str(root), "--out", str(tmp_path / "c"),
+                                 "--mask-fill", "cv2", "--size", "32"])
+    assert result.exit_code == 0, result.output
+    assert _meta(tmp_path / "c", "echonet")["options"]["mask_fill"] == "cv2"
