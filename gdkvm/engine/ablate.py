@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gdkvm.engine import run_files
 from gdkvm.engine.checkpoint import RunPaths
 from gdkvm.engine.config import TrainConfig
 from gdkvm.engine.evaluate import eval_dir, evaluate_run, read_summary
@@ -243,7 +244,7 @@ def _patient_dice(rows: list[AblationRow], split: str, mode: str) -> pd.Series:
     then over the runs (seeds) that did not diverge. Index: patient id (empty when every run diverged)."""
     per_run = []
     for row in (r for r in rows if not r.diverged):
-        path = eval_dir(row.run_dir, split, mode) / "per_frame.csv"
+        path = eval_dir(row.run_dir, split, mode) / run_files.PER_FRAME_FILE
         frame = pd.read_csv(path, dtype={"patient": str})
         dice = pd.to_numeric(frame["dice"], errors="coerce")
         per_run.append(dice.groupby(frame["patient"]).mean())
@@ -295,7 +296,7 @@ def summarise_ablation(rows: list[AblationRow], table: int, dataset: str, preset
 
 def summary_path(out: str | Path, table: int, dataset: str, preset: str) -> Path:
     """Where :func:`write_ablation_summary` puts a table's summary CSV (beside the run folders)."""
-    return Path(out) / f"ablation-table{table}-{dataset}-{preset}.csv"
+    return Path(out) / run_files.ablation_summary_name(table, dataset, preset)
 
 
 def write_ablation_summary(frame: pd.DataFrame, path: str | Path) -> Path:

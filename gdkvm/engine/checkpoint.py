@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gdkvm.engine import run_files
 from gdkvm.errors import DataError
 from gdkvm.utils.atomic import atomic_path
 
@@ -41,31 +42,31 @@ class RunPaths:
 
     @property
     def config(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / run_files.CONFIG_FILE
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
+        return self.root / run_files.METRICS_FILE
 
     @property
     def last(self) -> Path:
-        return self.root / "checkpoint_last.safetensors"
+        return self.root / run_files.LAST_CHECKPOINT_FILE
 
     @property
     def best(self) -> Path:
-        return self.root / "checkpoint_best.safetensors"
+        return self.root / run_files.BEST_CHECKPOINT_FILE
 
     @property
     def trainer_state(self) -> Path:
-        return self.root / "trainer_state.pt"
+        return self.root / run_files.TRAINER_STATE_FILE
 
     @property
     def done(self) -> Path:
         """Marker written when training reached its last iteration."""
-        return self.root / "train_done.json"
+        return self.root / run_files.DONE_FILE
 
     def eval_dir(self, split: str) -> Path:
-        return self.root / "eval" / split
+        return self.root / run_files.EVAL_DIR / split
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete ``.<name>.*.tmp*`` leftovers of a killed atomic write; return what was removed."""

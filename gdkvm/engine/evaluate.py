@@ -32,14 +32,15 @@ import torch
 from torch import nn
 
 from gdkvm.data.locate import FoundStore
+from gdkvm.engine import run_files
 from gdkvm.engine.checkpoint import RunPaths
 from gdkvm.engine.config import TrainConfig, load_train_config
 from gdkvm.engine.distributed import resolve_device
 from gdkvm.engine.inference import LV_LABEL, predict_clips
 from gdkvm.errors import ConfigError, DataError, GdkvmError, unknown_name
+from gdkvm.metrics.segmentation import MODES
 from gdkvm.utils.atomic import atomic_dir
 
-MODES: tuple[str, ...] = ("clean", "memsam", "gdkvm-legacy")
 #: Which checkpoint of a run: best (validation Dice), last, or auto (best, else last).
 CheckpointChoice = Literal["auto", "best", "last"]
 CHECKPOINT_CHOICES: tuple[str, ...] = get_args(CheckpointChoice)
@@ -80,8 +81,7 @@ class EvalResult:
 
 def eval_dir(run_dir: str | Path, split: str, mode: str = "clean") -> Path:
     """Where the evaluation of ``split`` in ``mode`` goes."""
-    name = split if mode == "clean" else f"{split}-{mode}"
-    return RunPaths(Path(run_dir)).eval_dir(name)
+    return RunPaths(Path(run_dir)).eval_dir(run_files.eval_folder_name(split, mode))
 
 
 def resolve_checkpoint(run_dir: Path, which: str = "auto") -> Path:
@@ -478,17 +478,17 @@ def evaluate_run(
     }
     out_dir = eval_dir(run_dir, split, mode)
     with atomic_dir(out_dir) as tmp:
-        frames.to_csv(tmp / "per_frame.csv", index=False, lineterminator="\n")
-        videos.to_csv(tmp / "per_video.csv", index=False, lineterminator="\n")
-        ef.to_csv(tmp / "ef.csv", index=False, lineterminator="\n")
-        np.save(tmp / "predictions.npy", pred.astype(np.uint8))
-        (tmp / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n", encoding="utf-8")
+        frames.to_csv(tmp / run_files.PER_FRAME_FILE, index=False, lineterminator="\n")
+        videos.to_csv(tmp / run_files.PER_VIDEO_FILE, index=False, lineterminator="\n")
+        ef.to_csv(tmp / run_files.EF_FILE, index=False, lineterminator="\n")
+        np.save(tmp / run_files.PREDICTIONS_FILE, pred.astype(np.uint8))
+        (tmp / run_files.SUMMARY_FILE).write_text(json.dumps(_json_safe(summary), indent=2) + "\n", encoding="utf-8")
     return EvalResult(out_dir, split, mode, frames, videos, ef, summary)
 
 
 def read_summary(run_dir: str | Path, split: str = "test", mode: str = "clean") -> dict[str, Any] | None:
     """The ``summary.json`` of a finished evaluation, or None when there is none."""
-    path = eval_dir(run_dir, split, mode) / "summary.json"
+    path = eval_dir(run_dir, split, mode) / run_files.SUMMARY_FILE
     if not path.is_file():
         return None
     try:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from gdkvm import __version__
 from gdkvm.config import load_yaml, save_yaml, to_dict
+from gdkvm.engine import run_files
 from gdkvm.engine.checkpoint import (
     RunPaths,
     capture_rng_state,
@@ -125,7 +126,7 @@ def effective_train_config(identity: TrainConfig, given: Mapping[str, Any], out:
     ``config.yaml`` they go over the saved config through :func:`resume_config` (unchecked here:
     :func:`train_run` checks them once it knows whether the run has a checkpoint).
     """
-    config_file = run_dir_for(identity, out) / "config.yaml"
+    config_file = run_dir_for(identity, out) / run_files.CONFIG_FILE
     if resume and config_file.is_file():
         saved = load_train_config(config_file)
         return resume_config(saved, {"data": identity.data, **given}, config_file, check=False)

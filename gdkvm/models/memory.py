@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,8 @@ from gdkvm.errors import ConfigError, unknown_name
 from gdkvm.kernels.reference import KernelInputError
 from gdkvm.models.memory_gates import FrameGates, StateGates, check_decay_form
 
-MEMORY_RULES: tuple[str, ...] = ("linear", "delta", "gdr", "gdr-wo-alpha", "gdr-wo-beta", "gka", "softmax")
+MemoryRuleName = Literal["linear", "delta", "gdr", "gdr-wo-alpha", "gdr-wo-beta", "gka", "softmax"]
+MEMORY_RULES: tuple[str, ...] = get_args(MemoryRuleName)
 
 State = dict[str, Tensor]
 GateOverride = Callable[[Tensor], tuple[Tensor | None, Tensor | None]]
@@ -606,6 +607,7 @@ def build_memory(
 
 __all__ = [
     "MEMORY_RULES",
+    "MemoryRuleName",
     "DeltaMemory",
     "GatedDeltaMemory",
     "GatedDeltaNoAlphaMemory",
