@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,10 @@ from gdkvm.models.modules import FeatureFusion, UpsampleBlock, others_of, per_ob
 from gdkvm.models.registry import VariantSpec, register_variant
 
 __all__ = ["STM", "STMConfig", "STMFeatures", "STMState", "STMStepper", "build_stm", "stm_config"]
+
+
+#: How a query pixel is compared with a memory pixel: negative squared L2 distance or dot product.
+Similarity = Literal["l2", "dot"]
 
 
 @dataclass(frozen=True)
@@ -59,16 +63,18 @@ class STMConfig:
     value_dim: int = 512
     embed_dim: int = 256
     decoder_dims: tuple[int, int] = (256, 256)
-    similarity: Literal["l2", "dot"] = "l2"
+    similarity: Similarity = "l2"
     num_objects: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder_dims", tuple(self.decoder_dims))
         for name in ("key_backbone", "value_backbone"):
-            if getattr(self, name) not in ("resnet18", "resnet50"):
-                raise ConfigError(f"stm config: {name} {getattr(self, name)!r} is not one of ['resnet18', 'resnet50']")
-        if self.similarity not in ("l2", "dot"):
-            raise ConfigError(f"stm config: similarity {self.similarity!r} is not one of ['dot', 'l2']")
+            if getattr(self, name) not in get_args(BackboneName):
+                raise ConfigError(f"stm config: {name} {getattr(self, name)!r} is not one of "
+                                  f"{list(get_args(BackboneName))}")
+        if self.similarity not in get_args(Similarity):
+            raise ConfigError(f"stm config: similarity {self.similarity!r} is not one of "
+                              f"{sorted(get_args(Similarity))}")
         for name in ("key_backbone_width", "value_backbone_width", "key_dim", "value_dim", "embed_dim",
                      "num_objects"):
             value = getattr(self, name)

@@ -650,12 +650,11 @@ def _setup(cfg: TrainConfig, out: Path, resume: bool, info: DistInfo) -> tuple[T
         raise GdkvmError(f"{paths.root}: run folder not found, nothing to resume")
     if not paths.config.is_file():
         raise GdkvmError(f"{paths.config}: missing, so {paths.root} is not a (complete) training run folder")
-    saved = load_train_config(paths.config)
     if not started:
-        try:
-            return resolve_resume_config(saved, cfg, paths.config), paths, {}  # start again from 0
-        except GdkvmError:
-            return cfg, paths, {}  # nothing trained yet, so a changed option conflicts with nothing
+        # nothing trained yet: the options given now are the run (the CLI has already put them over the
+        # saved config.yaml, see effective_train_config), and a changed option conflicts with nothing
+        return cfg, paths, {}
+    saved = load_train_config(paths.config)
     effective = resolve_resume_config(saved, cfg, paths.config)
     if not paths.trainer_state.exists():
         return effective, paths, {}  # killed between its two first writes: start again from 0

@@ -68,6 +68,7 @@ def test_nproc_relaunches_through_torchrun(monkeypatch, tmp_path):
 
     monkeypatch.setattr(dist_mod, "launch_torchrun", fake_launch)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("GDKVM_DEBUG", "0")  # `--debug` below sets it to 1; monkeypatch restores it after
     user = ["train", "--data", "d/camus", "--preset", "tiny", "--device", "cpu", "--batch-size", "4",
             "--out", str(tmp_path), "--model-set", "freeze_bn=true", "--no-augment", "--augment-profile", "robust",
             "--backbone-weights", "key=k.pth", "--supervision", "full", "--resume"]

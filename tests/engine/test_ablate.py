@@ -93,10 +93,14 @@ def test_plan_names_and_bad_options_before_any_work(tmp_path, prepared_store):
     assert row_run_name(4, "camus", "gdr", "tiny") == "table4-camus-gdr-tiny"
     assert row_run_name(4, "camus", "gdr", "tiny", "none", 2) == "table4-camus-gdr-tiny-ks-none-seed2"
     for args, problem in ((["--seeds", "0,x"], "--seeds"), (["--key-scale", "huge"], "key scale 'huge'"),
-                          (["--seeds", "1,1"], "distinct"), (["--split", "tset"], "split 'tset'")):
+                          (["--seeds", "1,1"], "distinct")):
         result = CliRunner().invoke(app, ["ablate", "--table", "4", "--data", str(prepared_store),
                                           "--out", str(tmp_path), "--device", "cpu", *args])
         assert result.exit_code != 0 and problem in str(result.exception), (args, result.exception)
+    # a split outside the choices is a usage error from the option's choice set, before any work
+    result = CliRunner().invoke(app, ["ablate", "--table", "4", "--data", str(prepared_store),
+                                      "--out", str(tmp_path), "--device", "cpu", "--split", "tset"])
+    assert result.exit_code == 2 and "tset" in result.output, result.output
     assert not any(tmp_path.iterdir())  # nothing was trained
 
 
