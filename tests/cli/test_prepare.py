@@ -111,6 +111,7 @@ def test_prepare_echonet(tmp_path):
         "frames": 6,
         "tracing_rows": "first",
         "gray": "channel",
+        "mask_fill": "skimage",
         "protocol": None,
     }
     store = open_store(out / "echonet", "test")

@@ -404,6 +404,7 @@ def test_echonet_tracing_rows_exact_skips_not_bad_cases(tmp_path):
         "frames": 10,
         "tracing_rows": "exact",
         "gray": "channel",
+        "mask_fill": "skimage",
         "protocol": None,
     }
     assert open_store(tmp_path / "out" / "echonet", "train").manifest["case_id"].tolist() == ["V1"]
