@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from gdkvm.errors import ConfigError
 from gdkvm.models.modules import ResBlock, per_object, soft_aggregate
+from gdkvm.models.transformer import FeedForward
 
 __all__ = ["release_position_encoding", "ReleaseObjectSummarizer", "ReleaseObjectTransformer",
            "ReleaseTransformerBlock", "query_attention_mask", "PE_SCALE", "PE_TEMPERATURE"]
@@ -133,19 +134,6 @@ class _Attend(nn.Module):
         return x + self.attn(x + x_pe, mem + mem_pe, mem, attn_mask=mask, need_weights=False)[0]
 
 
-class _QueryFFN(nn.Module):
-    """Pre-norm feed-forward with a residual: x + fc2(relu(fc1(LayerNorm(x))))."""
-
-    def __init__(self, dim: int, ff_dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, ff_dim)
-        self.fc2 = nn.Linear(ff_dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.fc2(F.relu(self.fc1(self.norm(x))))
-
-
 class ReleaseTransformerBlock(nn.Module):
     """One release object-transformer block.
 
@@ -158,7 +146,7 @@ class ReleaseTransformerBlock(nn.Module):
         super().__init__()
         self.query_reads_pixels = _Attend(dim, heads, norm=True)
         self.query_self_attention = _Attend(dim, heads, norm=True)
-        self.query_ffn = _QueryFFN(dim, ff_dim)
+        self.query_ffn = FeedForward(dim, ff_dim)
         self.pixel_reads_queries = _Attend(dim, heads, norm=False)
         self.pixel_ffn = ResBlock(dim, dim)
 

@@ -82,7 +82,9 @@ class _Attention(nn.Module):
         return x + out
 
 
-class _FeedForward(nn.Module):
+class FeedForward(nn.Module):
+    """Pre-norm feed-forward with a residual: x + fc2(relu(fc1(LayerNorm(x)))), x (B, N, dim)."""
+
     def __init__(self, dim: int, ff_dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
@@ -100,7 +102,7 @@ class ObjectTransformerBlock(nn.Module):
         super().__init__()
         self.query_reads_pixels = _Attention(dim, heads)
         self.query_self_attention = _Attention(dim, heads)
-        self.query_ffn = _FeedForward(dim, ff_dim)
+        self.query_ffn = FeedForward(dim, ff_dim)
         self.pixel_reads_queries = _Attention(dim, heads)
         self.pixel_ffn = ResBlock(dim, dim)
 
