@@ -22,7 +22,7 @@ from gdkvm.data.store import read_store_meta  # noqa: E402
 from gdkvm.models.weights import load_model, save_checkpoint, shipped_weights_path  # noqa: E402
 from gdkvm.predict.segmenter import find_checkpoint, training_size  # noqa: E402
 
-WEIGHTS_NAME = "gdkvm-phantom-small-v1"
+WEIGHTS_NAME = "gdkvm-phantom-small-v2"
 MAX_BYTES = 25 * 1024 * 1024
 
 

@@ -43,6 +43,7 @@ def ablate(
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds, one run each, e.g. 0,1,2.")] = "0",
     key_scale: Annotated[str, typer.Option("--key-scale", help="Comma-separated key stabilisers of the GDKVM rows: sqrt-pixels (default) | none (as printed) | frobenius.")] = "sqrt-pixels",
     baselines: Annotated[bool, typer.Option("--baselines", help="Also train and score the unet and stm baselines.")] = False,
+    rows: Annotated[str | None, typer.Option("--rows", help="Comma-separated rows to run (default: all), e.g. full,unet; the reference row (full / gdr) is always added.")] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Train and evaluate every row of a paper ablation table and print ours next to the paper's mDice.
@@ -58,6 +59,8 @@ def ablate(
 
       gdkvm ablate --table 4 --data data/prepared/camus --preset tiny --seeds 0,1,2 --key-scale sqrt-pixels,none,frobenius
 
+      gdkvm ablate --table 3 --baselines --rows unet --data data/prepared/camus --preset tiny --seeds 0,1,2,3,4,5
+
     With several seeds or stabilisers it also writes <out>/ablation-table<N>-<dataset>-<preset>.csv: per row and
     stabiliser the mean and SD of mDice over seeds and the paired bootstrap 95% CI (by patient) of the Dice
     difference from the reference row (full / gdr).
@@ -65,6 +68,7 @@ def ablate(
     from gdkvm.engine.ablate import (
         ablation_plan,
         run_ablation,
+        select_rows,
         summarise_ablation,
         summary_path,
         write_ablation_summary,
@@ -79,7 +83,8 @@ def ablate(
     if seed is not None:
         seed_list = (seed,)
     scales = tuple(x.strip() for x in key_scale.split(",") if x.strip())
-    ablation_plan(table, seed_list, scales, baselines)  # every option checked before any training
+    row_list = None if rows is None else tuple(x.strip() for x in rows.split(",") if x.strip())
+    ablation_plan(table, seed_list, scales, baselines, row_list)  # every option checked before any training
     base = TrainConfig(data=str(data), device=check_device_name(device)).with_overrides(
         iterations=iterations, batch_size=batch_size, lr=lr, val_every=val_every,
         ckpt_every=val_every)
@@ -88,7 +93,7 @@ def ablate(
     start_long_command(base.device, lambda dev: precision_name(dev, base.amp), threads, preset=preset,
                        paper_detail=f"ResNet-50 encoder, {base.iterations} iterations per row")
     rows = run_ablation(table, data, preset=preset, out=out, base=base, split=split, n_boot=n_boot,
-                        seeds=seed_list, key_scales=scales, baselines=baselines, log=console.print,
+                        seeds=seed_list, key_scales=scales, baselines=baselines, rows=row_list, log=console.print,
                         progress_factory=lambda desc, total: progress_callback(desc, total=total))
     unit = next((r.unit for r in rows if r.unit), "px")
     view = Table(title=f"Table {table}: {data.name}/{split}, preset {preset}", header_style="bold",
@@ -101,9 +106,10 @@ def ablate(
     console.print(view)
     for r in rows:
         console.print(f"[dim]{r.variant}: {r.status}, {r.run_dir}[/]", soft_wrap=True)
-    if len(seed_list) > 1 or len(scales) > 1 or baselines:
+    if len(seed_list) > 1 or len(scales) > 1 or baselines or row_list is not None:
         summary = summarise_ablation(rows, table, data.name, preset, split=split, n_boot=max(n_boot, 200))
-        path = write_ablation_summary(summary, summary_path(out, table, data.name, preset))
+        path = write_ablation_summary(summary, summary_path(
+            out, table, data.name, preset, None if row_list is None else select_rows(table, row_list, baselines)))
         view = Table(title=f"Table {table} over seeds {','.join(map(str, seed_list))}", header_style="bold",
                      caption="mDice x100; diff = row - reference, paired bootstrap 95% CI by patient")
         for col in ("variant", "key scale", "seeds", "diverged", "mDice", "SD", "diff", "95% CI", "resolved"):

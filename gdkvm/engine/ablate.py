@@ -105,16 +105,37 @@ def row_run_name(table: int, dataset: str, variant: str, preset: str, key_scale:
     return name
 
 
+def select_rows(table: int, rows: tuple[str, ...] | None, baselines: bool = False) -> tuple[str, ...]:
+    """The rows to run, in the paper's order: all of ``table`` (and the baselines) when ``rows`` is None,
+    else ``rows`` plus the table's reference row, which every difference is measured from.
+
+    Raises:
+        ConfigError: a name that is not a row of ``table`` (or a baseline, when ``baselines`` is set).
+    """
+    available = table_variants(table) + (BASELINE_ROWS if baselines else ())
+    if rows is None:
+        return available
+    unknown = [r for r in rows if r not in available]
+    if unknown or not rows:
+        hint = "" if baselines or not set(unknown) & set(BASELINE_ROWS) else " (add --baselines for unet/stm)"
+        raise ConfigError(f"ablation: rows {unknown or list(rows)} are not rows of table {table}; "
+                          f"valid: {', '.join(available)}{hint}")
+    wanted = set(rows) | {REFERENCE_ROW[table]}
+    return tuple(r for r in available if r in wanted)
+
+
 def ablation_plan(table: int, seeds: tuple[int, ...] = (0,), key_scales: tuple[str, ...] = (DEFAULT_KEY_SCALE,),
-                  baselines: bool = False) -> list[tuple[str, str, int]]:
+                  baselines: bool = False, rows: tuple[str, ...] | None = None) -> list[tuple[str, str, int]]:
     """Every (variant, key_scale, seed) to run, in the paper's row order; checked before any training.
 
-    Baselines have no key memory, so they run under the default stabiliser only.
+    Baselines have no key memory, so they run under the default stabiliser only. ``rows`` restricts the
+    plan to those rows (and the reference row, see :func:`select_rows`).
     """
     from gdkvm.models.config import KEY_SCALES
     from gdkvm.models.registry import get_variant
 
-    variants = table_variants(table)
+    selected = select_rows(table, rows, baselines)
+    variants = tuple(v for v in table_variants(table) if v in selected)
     if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ConfigError(f"ablation: seeds must be distinct non-negative integers, got {list(seeds)}")
     if not key_scales or len(set(key_scales)) != len(key_scales):
@@ -124,9 +145,10 @@ def ablation_plan(table: int, seeds: tuple[int, ...] = (0,), key_scales: tuple[s
             raise ConfigError(f"ablation: key scale {scale!r} is not one of {list(KEY_SCALES)}")
     plan = [(v, k, s) for k in key_scales for v in variants for s in seeds]
     if baselines:
-        for name in BASELINE_ROWS:
+        chosen = [b for b in BASELINE_ROWS if b in selected]
+        for name in chosen:
             get_variant(name)  # a missing baseline is a one-line error before any work
-        plan += [(b, DEFAULT_KEY_SCALE, s) for b in BASELINE_ROWS for s in seeds]
+        plan += [(b, DEFAULT_KEY_SCALE, s) for b in chosen for s in seeds]
     return plan
 
 
@@ -148,6 +170,7 @@ def run_ablation(
     seeds: tuple[int, ...] = (0,),
     key_scales: tuple[str, ...] = (DEFAULT_KEY_SCALE,),
     baselines: bool = False,
+    rows: tuple[str, ...] | None = None,
     log: Callable[[str], None] | None = None,
     progress_factory: Callable[[str, int], Any] | None = None,
 ) -> list[AblationRow]:
@@ -159,6 +182,7 @@ def run_ablation(
             model overrides for the GDKVM rows.
         seeds: training seeds (one run each); key_scales: stabilisers of the GDKVM rows;
         baselines: also run the ``unet`` and ``stm`` baselines.
+        rows: only these rows (plus the reference row); None runs them all.
         progress_factory: ``progress_factory(description, total)`` returning a context manager that
             yields a progress callback (the CLI passes rich's); None trains silently.
     Returns:
@@ -167,7 +191,7 @@ def run_ablation(
     from gdkvm.models.registry import get_variant
 
     log = log or (lambda _msg: None)
-    plan = ablation_plan(table, tuple(seeds), tuple(key_scales), baselines)
+    plan = ablation_plan(table, tuple(seeds), tuple(key_scales), baselines, rows)
     base = base or TrainConfig(data=str(data))
     dataset = Path(data).name
     if split not in ("train", "val", "test"):
@@ -294,9 +318,10 @@ def summarise_ablation(rows: list[AblationRow], table: int, dataset: str, preset
     return pd.DataFrame(lines, columns=list(SUMMARY_COLUMNS))
 
 
-def summary_path(out: str | Path, table: int, dataset: str, preset: str) -> Path:
-    """Where :func:`write_ablation_summary` puts a table's summary CSV (beside the run folders)."""
-    return Path(out) / run_files.ablation_summary_name(table, dataset, preset)
+def summary_path(out: str | Path, table: int, dataset: str, preset: str, rows: tuple[str, ...] | None = None) -> Path:
+    """Where :func:`write_ablation_summary` puts a table's summary CSV (beside the run folders); ``rows``
+    as given to :func:`select_rows` (None: the whole table)."""
+    return Path(out) / run_files.ablation_summary_name(table, dataset, preset, rows)
 
 
 def write_ablation_summary(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -60,9 +60,11 @@ def split_mode(folder_name: str) -> tuple[str, str]:
     return folder_name, "clean"
 
 
-def ablation_summary_name(table: int, dataset: str, preset: str) -> str:
-    """File name of one ablation summary CSV (matches :data:`ABLATION_SUMMARY_GLOB`)."""
-    return f"ablation-table{table}-{dataset}-{preset}.csv"
+def ablation_summary_name(table: int, dataset: str, preset: str, rows: tuple[str, ...] | None = None) -> str:
+    """File name of one ablation summary CSV (matches :data:`ABLATION_SUMMARY_GLOB`); a run of some rows
+    only (``--rows``) gets their names as a suffix, so it never replaces a whole table's summary."""
+    suffix = "" if rows is None else "-rows-" + "-".join(rows)
+    return f"ablation-table{table}-{dataset}-{preset}{suffix}.csv"
 
 
 def is_run_folder(path: Path) -> bool:

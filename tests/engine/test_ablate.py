@@ -162,3 +162,38 @@ def test_a_diverged_row_is_recorded_and_the_table_goes_on(prepared_store, tmp_pa
     assert math.isnan(frame.loc["delta", "diff"]) and not frame.loc["delta", "resolved"]
     assert (frame.drop(index="delta")["n_diverged"] == 0).all()
     assert not math.isnan(frame.loc["linear", "diff"])  # the other rows still get their CI
+
+
+def test_rows_restrict_the_plan_and_always_keep_the_reference(tmp_path, prepared_store):
+    from gdkvm.engine import run_files
+    from gdkvm.engine.ablate import ablation_plan, select_rows
+
+    assert select_rows(3, None, baselines=True) == TABLES[3] + ("unet", "stm")
+    assert select_rows(3, ("unet",), baselines=True) == ("full", "unet")  # the reference is added
+    assert select_rows(4, ("delta", "linear")) == ("linear", "delta", "gdr")  # the paper's order
+    plan = ablation_plan(3, (0, 1, 2), baselines=True, rows=("unet",))
+    assert plan == [("full", "sqrt-pixels", s) for s in (0, 1, 2)] + [("unet", "sqrt-pixels", s) for s in (0, 1, 2)]
+    with pytest.raises(ConfigError, match="add --baselines"):
+        select_rows(3, ("unet",))
+    with pytest.raises(ConfigError, match="'gdr'.*valid: lkva"):
+        select_rows(3, ("gdr",))
+    assert run_files.ablation_summary_name(3, "camus", "tiny", ("full", "unet")) == \
+        "ablation-table3-camus-tiny-rows-full-unet.csv"
+    result = CliRunner().invoke(app, ["ablate", "--table", "4", "--data", str(prepared_store), "--out", str(tmp_path),
+                                      "--device", "cpu", "--rows", "wo-gamma"])
+    assert result.exit_code != 0 and "wo-gamma" in str(result.exception)
+    assert not any(tmp_path.iterdir())  # nothing was trained
+
+
+def test_rows_run_only_those_and_write_their_own_summary(prepared_store, tmp_path):
+    import pandas as pd
+
+    result = CliRunner().invoke(app, ["ablate", "--table", "4", "--data", str(prepared_store), "--preset", "tiny",
+                                      "--iterations", "1", "--batch-size", "1", "--device", "cpu",
+                                      "--out", str(tmp_path), "--n-boot", "20", "--rows", "linear"])
+    assert result.exit_code == 0, result.output
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert runs == ["table4-camus-gdr-tiny", "table4-camus-linear-tiny"]
+    summary = pd.read_csv(tmp_path / "ablation-table4-camus-tiny-rows-linear-gdr.csv")
+    assert list(summary["variant"]) == ["linear", "gdr"] and pd.notna(summary.loc[0, "diff"])
+    assert not (tmp_path / "ablation-table4-camus-tiny.csv").exists()
