@@ -78,8 +78,9 @@ def measure(phantom: Path, weights: Path | None, patients: int | None, device: s
                 "predict_ef": summary.get("mean_ef"), "plane_ef": truth["echonet"][video]["tracing_ef"],
                 "exact_ef": truth["echonet"][video]["EF"],
             })
+            ef = rows[-1]["predict_ef"]
             print(f"{i}/{len(names)} {patient}: CAMUS Dice {100 * rows[-1]['camus_dice']:.1f}, "
-                  f"EchoNet Dice {100 * echo_dice:.1f}, EF {rows[-1]['predict_ef']} "
+                  f"EchoNet Dice {100 * echo_dice:.1f}, EF {'-' if ef is None else f'{ef:.1f}'} "
                   f"(plane {rows[-1]['plane_ef']:.1f}, exact {rows[-1]['exact_ef']:.1f})", flush=True)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
