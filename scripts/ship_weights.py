@@ -22,7 +22,7 @@ from gdkvm.data.store import read_store_meta  # noqa: E402
 from gdkvm.models.weights import load_model, save_checkpoint, shipped_weights_path  # noqa: E402
 from gdkvm.predict.segmenter import find_checkpoint, training_size  # noqa: E402
 
-WEIGHTS_NAME = "gdkvm-phantom-small-v2"
+WEIGHTS_NAME = "gdkvm-phantom-small-v1"
 MAX_BYTES = 25 * 1024 * 1024
 
 
@@ -44,7 +44,8 @@ def main() -> int:
         raise SystemExit(f"{train_cfg['data']}: not prepared from the phantom; shipped weights are phantom-only")
     meta = json.loads((args.phantom / "phantom_truth.json").read_text())
     phantom = {"phantom_version": meta.get("phantom_version"), "difficulty": meta.get("difficulty"),
-               "phantom_seed": meta.get("seed"), "phantom_patients": meta.get("patients")}
+               "phantom_seed": meta.get("seed"), "phantom_patients": meta.get("patients"),
+               "phantom_foreshortening": meta.get("foreshortening")}
     model = load_model(ckpt, variant=train_cfg.get("variant"))
     recipe = {k: train_cfg.get(k) for k in ("variant", "preset", "iterations", "batch_size", "lr", "schedule",
                                              "supervision", "augment_profile", "seed")}

@@ -154,6 +154,10 @@ def synthetic(
         "--difficulty", metavar="LEVEL",
         help="How real the images look: easy (the gdkvm 0.1 phantom), medium, realistic (calibrated on real "
              "EchoNet-Dynamic statistics) or hard.")] = "realistic",
+    foreshortening: Annotated[bool, typer.Option(
+        "--foreshortening/--no-foreshortening",
+        help="Views whose plane misses the true apex (default). --no-foreshortening cuts every view through "
+             "the apex, giving phantom version 2's images and masks byte for byte.")] = True,
 ) -> None:
     """Write a synthetic phantom in the real CAMUS and EchoNet-Dynamic on-disk formats, with exact truth.
 
@@ -161,6 +165,8 @@ def synthetic(
 
       gdkvm prepare synthetic --out data/raw/synthetic --patients 20 --seed 0
       gdkvm prepare synthetic --out data/raw/easy --patients 8 --difficulty easy
+
+      gdkvm prepare synthetic --out data/raw/v2 --patients 60 --seed 1 --no-foreshortening
     """
     from gdkvm.data.phantom.difficulty import get_difficulty
     from gdkvm.data.synthetic import write_phantom
@@ -168,7 +174,7 @@ def synthetic(
     get_difficulty(difficulty)  # fail before any work
     with progress_callback("phantom", total=None) as update:
         result = write_phantom(out, patients=patients, seed=seed, workers=workers, progress=update,
-                               difficulty=difficulty)
+                               difficulty=difficulty, foreshortening=foreshortening)
     table = Table(title="synthetic phantom", header_style="bold")
     table.add_column("item")
     table.add_column("path")
@@ -176,7 +182,7 @@ def synthetic(
     table.add_row("EchoNet-Dynamic", str(result.echonet_root))
     table.add_row("truth", str(result.truth_path))
     table.add_row("patients", str(result.patients))
-    table.add_row("difficulty", difficulty)
+    table.add_row("difficulty", difficulty + ("" if foreshortening else " (no foreshortening)"))
     console.print(table)
     console.print("next:")
     console.print(f"  gdkvm prepare camus --root {result.camus_root}", soft_wrap=True, markup=False)

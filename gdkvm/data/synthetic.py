@@ -90,10 +90,11 @@ def _plane_record(shape: LVShape, setup: ViewSetup) -> dict[str, Any]:
     }
 
 
-def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, split: str, difficulty: str
-                   ) -> dict[str, Any]:
+def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, split: str, difficulty: str,
+                   foreshortening: bool = True) -> dict[str, Any]:
     """Render and write one patient's files under ``root``; return its truth and CSV rows."""
-    spec, rng = sample_patient(seed, index, echonet_beats, difficulty)
+    level = get_difficulty(difficulty)
+    spec, rng = sample_patient(seed, index, echonet_beats, level if foreshortening else level.without_foreshortening())
     rng_2ch, rng_4ch, rng_echo = rng.spawn(3)
     name = spec.name
     folder = root / CAMUS_DIR / "database_nifti" / name
@@ -188,9 +189,9 @@ def _write_patient(root: Path, seed: int, index: int, echonet_beats: float, spli
     }
 
 
-def _write_patient_job(args: tuple[str, int, int, float, str, str]) -> dict[str, Any]:
-    root, seed, index, beats, split, difficulty = args
-    return _write_patient(Path(root), seed, index, beats, split, difficulty)
+def _write_patient_job(args: tuple[str, int, int, float, str, str, bool]) -> dict[str, Any]:
+    root, seed, index, beats, split, difficulty, foreshortening = args
+    return _write_patient(Path(root), seed, index, beats, split, difficulty, foreshortening)
 
 
 def _init_worker() -> None:
@@ -209,7 +210,7 @@ def _check_target(out: Path) -> None:
 
 def write_phantom(out: Path, patients: int = 20, seed: int = 0, *, echonet_beats: float = 2.5,
                   workers: int = 1, progress: Callable[[int, int], None] | None = None,
-                  difficulty: str = DEFAULT_DIFFICULTY) -> PhantomResult:
+                  difficulty: str = DEFAULT_DIFFICULTY, foreshortening: bool = True) -> PhantomResult:
     """Write the synthetic phantom to ``out`` (replacing a previous phantom there) and return its paths.
 
     Args:
@@ -222,6 +223,8 @@ def write_phantom(out: Path, patients: int = 20, seed: int = 0, *, echonet_beats
         difficulty: how real and how hard the images look: ``easy`` (the gdkvm 0.1 phantom), ``medium``,
             ``realistic`` (default, calibrated on real EchoNet-Dynamic statistics) or ``hard``. The hearts,
             volumes and file layout are the same at every level.
+        foreshortening: False puts every view plane through the true apex, as phantom version 2 did; the
+            images and masks are then byte-identical to version 2's (the truth file gains the plane fields).
     """
     out = Path(out)
     if patients < 1:
@@ -236,9 +239,10 @@ def write_phantom(out: Path, patients: int = 20, seed: int = 0, *, echonet_beats
     try:
         with atomic_dir(out) as tmp:
             tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; give the folder the usual mode
-            jobs = [(str(tmp), seed, i + 1, float(echonet_beats), splits[i], difficulty) for i in range(patients)]
+            jobs = [(str(tmp), seed, i + 1, float(echonet_beats), splits[i], difficulty, foreshortening)
+                    for i in range(patients)]
             records = _run_jobs(jobs, workers, progress)
-            _write_tables(tmp, records, splits, seed, echonet_beats, difficulty)
+            _write_tables(tmp, records, splits, seed, echonet_beats, difficulty, foreshortening)
     except GdkvmError:
         raise
     except OSError as exc:
@@ -253,7 +257,7 @@ def _umask() -> int:
     return mask
 
 
-def _run_jobs(jobs: list[tuple[str, int, int, float, str, str]], workers: int,
+def _run_jobs(jobs: list[tuple[str, int, int, float, str, str, bool]], workers: int,
               progress: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
     total = len(jobs)
     records: list[dict[str, Any]] = []
@@ -273,7 +277,7 @@ def _run_jobs(jobs: list[tuple[str, int, int, float, str, str]], workers: int,
 
 
 def _write_tables(root: Path, records: list[dict[str, Any]], splits: list[str], seed: int,
-                  echonet_beats: float, difficulty: str) -> None:
+                  echonet_beats: float, difficulty: str, foreshortening: bool = True) -> None:
     camus = root / CAMUS_DIR
     split_dir = camus / "database_split"
     split_dir.mkdir(parents=True)
@@ -297,6 +301,7 @@ def _write_tables(root: Path, records: list[dict[str, Any]], splits: list[str], 
         "patients": len(records),
         "echonet_beats": echonet_beats,
         "difficulty": difficulty,
+        "foreshortening": foreshortening,
         "phantom_version": PHANTOM_VERSION,
         "units": {"EDV": "mL", "ESV": "mL", "EF": "percent", "volume_ml": "mL", "frames": "0-based",
                   "lv_length_mm": "mm at [ED, ES]", "offset_mm": "mm", "tilt_deg": "degrees"},

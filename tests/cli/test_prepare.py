@@ -150,8 +150,9 @@ def test_prepare_synthetic_passes_options(tmp_path, monkeypatch):
     calls = {}
 
     def fake_write_phantom(out, patients=20, seed=0, *, echonet_beats=2.5, workers=1, progress=None,
-                           difficulty="realistic"):
-        calls.update(out=Path(out), patients=patients, seed=seed, workers=workers, difficulty=difficulty)
+                           difficulty="realistic", foreshortening=True):
+        calls.update(out=Path(out), patients=patients, seed=seed, workers=workers, difficulty=difficulty,
+                     foreshortening=foreshortening)
         progress(1, 2)
         progress(2, 2)
         root = Path(out)
@@ -170,7 +171,8 @@ def test_prepare_synthetic_passes_options(tmp_path, monkeypatch):
         app, ["prepare", "synthetic", "--out", str(tmp_path / "ph"), "--patients", "3", "--seed", "5"]
     )
     assert result.exit_code == 0, result.output
-    assert calls == {"out": tmp_path / "ph", "patients": 3, "seed": 5, "workers": 1, "difficulty": "realistic"}
+    assert calls == {"out": tmp_path / "ph", "patients": 3, "seed": 5, "workers": 1, "difficulty": "realistic",
+                     "foreshortening": True}
     assert f"gdkvm prepare camus --root {tmp_path / 'ph' / 'CAMUS_public'}" in result.output
     result = runner.invoke(app, ["prepare", "synthetic", "--out", str(tmp_path / "e"), "--difficulty", "easy"])
     assert result.exit_code == 0, result.output
@@ -234,3 +236,11 @@ def test_prepare_synthetic_for_real_then_both_datasets(tmp_path):
         assert result.exit_code == 0, result.output
         assert f"prepared {dataset}" in result.output
         assert (prepared / dataset / "store.json").is_file()
+
+
+def test_prepare_synthetic_without_foreshortening(tmp_path):
+    result = CliRunner().invoke(app, ["prepare", "synthetic", "--out", str(tmp_path / "v2"), "--patients", "1",
+                                      "--seed", "1", "--no-foreshortening"])
+    assert result.exit_code == 0, result.output
+    assert "(no foreshortening)" in result.output
+    assert json.loads((tmp_path / "v2" / "phantom_truth.json").read_text())["foreshortening"] is False

@@ -192,3 +192,37 @@ def test_truth_records_each_views_plane(phantom):
         planes = [spec.setups[v].anatomy.plane for v in ("4CH", "2CH")]
         assert record["biplane_EDV"] == pytest.approx(biplane_volume_ml(spec.shape, 0.0, *planes), rel=1e-9)
     assert np.mean(shown) < 1.0  # on average the views show a shorter LV than the true one
+
+
+# SHA-256 of phantom version 2's files (seed 1, one patient, realistic), taken from the code before
+# foreshortening landed (commit e236929); the shipped weights were trained on that version's images.
+V2_SEED1_PATIENT1 = {
+    "CAMUS_public/database_nifti/patient0001/patient0001_2CH_half_sequence.nii.gz":
+        "a48e4ac3705745805068dac015976111487fc3177226ee7dc8bf70a00e933564",
+    "CAMUS_public/database_nifti/patient0001/patient0001_4CH_half_sequence_gt.nii.gz":
+        "82b638e239393929edbab9faf9758048f8c908bf7af2cfe87de5d5969d173b42",
+    "CAMUS_public/database_nifti/patient0001/patient0001_4CH_ES.nii.gz":
+        "6c216597399a009260fe3632612d2241bd501031e77d6fb19d0181b2d55d2f52",
+    "EchoNet-Dynamic/Videos/0XB43DF18E6DEBE66E.avi": "c9c41d294527e4c8e9b2e89d7623c3532ce8cc70492acd458be3f1ab29f28bec",
+    "EchoNet-Dynamic/VolumeTracings.csv": "0c652853dbf7dd68dc9e08827b7fed612f1553879278472fa9bc346e64474e9d",
+}
+
+
+def test_without_foreshortening_the_files_are_version_2s_byte_for_byte(tmp_path):
+    import hashlib
+
+    from gdkvm.data.synthetic import write_phantom
+
+    flat = write_phantom(tmp_path / "flat", patients=1, seed=1, foreshortening=False)
+    for rel, digest in V2_SEED1_PATIENT1.items():
+        assert hashlib.sha256((flat.root / rel).read_bytes()).hexdigest() == digest, rel
+    truth = load_truth(flat.root)
+    assert truth["foreshortening"] is False
+    planes = [v["plane"] for r in truth["camus"].values() for v in r["views"].values()]
+    planes += [v["plane"] for v in truth["echonet"].values()]
+    assert all(p["offset_mm"] == 0 and p["tilt_deg"] == 0 for p in planes)
+    # the default (foreshortened) views of the same heart are other images
+    tilted = write_phantom(tmp_path / "tilted", patients=1, seed=1)
+    rel = "EchoNet-Dynamic/Videos/0XB43DF18E6DEBE66E.avi"
+    assert (tilted.root / rel).read_bytes() != (flat.root / rel).read_bytes()
+    assert load_truth(tilted.root)["foreshortening"] is True

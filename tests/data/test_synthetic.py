@@ -508,10 +508,10 @@ def test_refuses_to_replace_a_foreign_folder(tmp_path):
 def test_failure_midway_leaves_no_partial_folder(tmp_path, monkeypatch):
     real = synthetic._write_patient
 
-    def failing(root, seed, index, beats, split, difficulty):
+    def failing(root, seed, index, beats, split, difficulty, foreshortening=True):
         if index == 2:
             raise RuntimeError("boom")
-        return real(root, seed, index, beats, split, difficulty)
+        return real(root, seed, index, beats, split, difficulty, foreshortening)
 
     monkeypatch.setattr(synthetic, "_write_patient", failing)
     with pytest.raises(RuntimeError, match="boom"):

@@ -13,7 +13,7 @@ foreshortened views (the plane misses the true apex; drawn from :func:`plane_rng
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -105,6 +105,11 @@ class Difficulty:
     @property
     def is_easy(self) -> bool:
         return self.name == "easy"
+
+    def without_foreshortening(self) -> Difficulty:
+        """This level with every view plane through the true apex (phantom version 2's views); every other
+        draw, and so every image and mask, is unchanged, because the planes have their own random stream."""
+        return replace(self, plane_offset_mm=(0.0, 0.0), plane_tilt_deg=(0.0, 0.0))
 
 
 DIFFICULTIES: dict[str, Difficulty] = {
