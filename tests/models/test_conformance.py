@@ -187,9 +187,14 @@ def test_stepper_equals_clip_with_the_declared_state(variant):
     growth = model.state_growth_bytes(b, h, w, torch.float64)
     assert [later - earlier for earlier, later in zip(sizes[:-1], sizes[1:], strict=True)] == [growth] * (t - 1)
     assert (sizes[0] == 0) == model.frame_wise
-    # each video of the batch has its own state: one video alone gives its rows, with half the state
-    alone, alone_sizes = stream(model, clip[:1])
-    torch.testing.assert_close(alone, whole[:1], rtol=1e-9, atol=1e-9)
+    # each video of the batch has its own state: another second video leaves the first one's rows exactly
+    # as they were (same batch size, so the same kernels: a batch of one may round differently, and the
+    # release's hard attention mask, agg >= max, can turn such a rounding into a visible change), and one
+    # video alone carries half the state
+    neighbour = torch.rand(clip[1:].shape, dtype=clip.dtype, generator=torch.Generator().manual_seed(5))
+    swapped, _ = stream(model, torch.cat([clip[:1], neighbour]))
+    torch.testing.assert_close(swapped[:1], whole[:1], rtol=0, atol=0)
+    _, alone_sizes = stream(model, clip[:1])
     assert [2 * n for n in alone_sizes] == sizes
     # an earlier frame changes later outputs exactly when the model has a temporal state
     changed = clip.clone()
