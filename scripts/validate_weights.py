@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from gdkvm.data.camus import find_camus_root, list_patients, load_camus_case  # noqa: E402
 from gdkvm.data.echonet import find_echonet_root, index_echonet, load_echonet_case  # noqa: E402
+from gdkvm.metrics.segmentation import segmentation_metrics  # noqa: E402
 from gdkvm.predict.run import predict_one  # noqa: E402
 from gdkvm.predict.segmenter import load_segmenter  # noqa: E402
 from gdkvm.utils.atomic import atomic_path  # noqa: E402
@@ -38,11 +39,10 @@ COLUMNS = ("patient", "camus_frames", "camus_dice", "camus_dice_min", "video", "
            "predict_flags", "predict_ef", "plane_ef", "exact_ef")
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two masks (any shape; nonzero is foreground); 1.0 when both are empty."""
-    a, b = a > 0, b > 0
-    total = int(a.sum() + b.sum())
-    return 1.0 if total == 0 else float(2.0 * (a & b).sum() / total)
+def dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice of two (H, W) masks (nonzero is foreground) by the project's clean metric (NaN when both are
+    empty, 0 when one is)."""
+    return float(segmentation_metrics(pred > 0, ref > 0)["dice"])
 
 
 def measure(phantom: Path, weights: Path | None, patients: int | None, device: str) -> pd.DataFrame:
@@ -71,8 +71,8 @@ def measure(phantom: Path, weights: Path | None, patients: int | None, device: s
             summary = outcome.summary
             quality = summary.get("quality") or {}
             rows.append({
-                "patient": patient, "camus_frames": len(frame_dice), "camus_dice": float(np.mean(frame_dice)),
-                "camus_dice_min": float(np.min(frame_dice)), "video": video, "echonet_dice": float(echo_dice),
+                "patient": patient, "camus_frames": len(frame_dice), "camus_dice": float(np.nanmean(frame_dice)),
+                "camus_dice_min": float(np.nanmin(frame_dice)), "video": video, "echonet_dice": float(echo_dice),
                 "predict_ok": bool(outcome.ok and quality.get("ok")),
                 "predict_flags": "; ".join(quality.get("flags", [])) if outcome.ok else outcome.error,
                 "predict_ef": summary.get("mean_ef"), "plane_ef": truth["echonet"][video]["tracing_ef"],

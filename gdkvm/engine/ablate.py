@@ -135,7 +135,8 @@ def ablation_plan(table: int, seeds: tuple[int, ...] = (0,), key_scales: tuple[s
     from gdkvm.models.registry import get_variant
 
     selected = select_rows(table, rows, baselines)
-    variants = tuple(v for v in table_variants(table) if v in selected)
+    variants = [v for v in selected if v not in BASELINE_ROWS]
+    chosen_baselines = [v for v in selected if v in BASELINE_ROWS]
     if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ConfigError(f"ablation: seeds must be distinct non-negative integers, got {list(seeds)}")
     if not key_scales or len(set(key_scales)) != len(key_scales):
@@ -144,11 +145,9 @@ def ablation_plan(table: int, seeds: tuple[int, ...] = (0,), key_scales: tuple[s
         if scale not in KEY_SCALES:
             raise ConfigError(f"ablation: key scale {scale!r} is not one of {list(KEY_SCALES)}")
     plan = [(v, k, s) for k in key_scales for v in variants for s in seeds]
-    if baselines:
-        chosen = [b for b in BASELINE_ROWS if b in selected]
-        for name in chosen:
-            get_variant(name)  # a missing baseline is a one-line error before any work
-        plan += [(b, DEFAULT_KEY_SCALE, s) for b in chosen for s in seeds]
+    for name in chosen_baselines:
+        get_variant(name)  # a missing baseline is a one-line error before any work
+    plan += [(b, DEFAULT_KEY_SCALE, s) for b in chosen_baselines for s in seeds]
     return plan
 
 
